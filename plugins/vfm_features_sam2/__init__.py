@@ -1,0 +1,8 @@
+"""vfm-features plugin: sam2 (placeholder, filled in by its issue)."""
+
+from vfm_features import hookimpl
+
+
+@hookimpl
+def vfm_features_extractors():
+    return []

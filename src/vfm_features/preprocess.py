@@ -1,0 +1,79 @@
+"""Image preparation shared by every extractor: dtype scaling, planes, channels, grey -> RGB."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .validation import check_image
+
+NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile", "none")
+
+
+def normalize_intensity(plane: np.ndarray, mode: str = "auto",
+                        percentiles: tuple[float, float] = (1.0, 99.8)) -> np.ndarray:
+    """Scale intensities to float32 roughly in [0, 1].
+
+    ``auto``: uint8 is divided by 255, anything else is min-max scaled per image
+    (microscopy uint16 rarely spans its dtype range); ``dtype``: divide by the
+    dtype maximum (floats are left as they are); ``percentile``: map the given
+    percentiles to 0 and 1 (robust to hot pixels); ``none``: only cast.
+    """
+    if mode not in NORMALIZATIONS:
+        raise InputError(f"normalization={mode!r} is unknown; choose one of {NORMALIZATIONS}.")
+    x = plane.astype(np.float32, copy=False)
+    if mode == "none":
+        return x
+    if mode == "dtype" or (mode == "auto" and plane.dtype == np.uint8):
+        if plane.dtype.kind in "ui":
+            return x / np.float32(np.iinfo(plane.dtype).max)
+        return x
+    if mode == "percentile":
+        lo, hi = np.percentile(x, percentiles)
+    else:
+        lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        return np.zeros_like(x)
+    return (x - np.float32(lo)) / np.float32(hi - lo)
+
+
+def to_planes(image: np.ndarray, axes: str | None = None) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    """Split an image into 2D planes with a trailing channel axis (Y, X, C).
+
+    Returns the planes and the shape of the stack axes (``()`` for a single 2D image).
+    """
+    arr, axes = check_image(image, axes=axes)
+    order = [a for a in axes if a not in "YXC"] + ["Y", "X"] + (["C"] if "C" in axes else [])
+    arr = np.transpose(arr, [axes.index(a) for a in order])
+    if "C" not in axes:
+        arr = arr[..., None]
+    stack_shape = arr.shape[:-3]
+    planes = list(arr.reshape((-1,) + arr.shape[-3:]))
+    return planes, stack_shape
+
+
+def select_channels(plane: np.ndarray, channels: str | Sequence[int] = "sum") -> np.ndarray:
+    """Reduce a (Y, X, C) plane: ``'sum'`` of channels (the seed's rule), ``'keep'``, or a subset of indices."""
+    n = plane.shape[-1]
+    if isinstance(channels, str):
+        if channels == "sum":
+            return plane.sum(axis=-1, keepdims=True, dtype=np.float32) if n > 1 else plane
+        if channels in ("keep", "per_channel"):
+            return plane
+        raise InputError(f"channels={channels!r} is unknown; use 'sum', 'per_channel' or a list of channel indices.")
+    idx = list(channels)
+    bad = [i for i in idx if not -n <= int(i) < n]
+    if not idx or bad:
+        raise InputError(f"channels={list(channels)} does not fit an image with {n} channel(s).")
+    return plane[..., idx]
+
+
+def to_rgb(plane: np.ndarray) -> np.ndarray:
+    """(Y, X, C) -> (Y, X, 3): grey is replicated; 3 channels kept; other counts summed to grey first."""
+    c = plane.shape[-1]
+    if c == 3:
+        return plane
+    grey = plane if c == 1 else plane.sum(axis=-1, keepdims=True)
+    return np.repeat(grey, 3, axis=-1)
