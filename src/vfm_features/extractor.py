@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from .errors import InputError
 from .geometry import Embedding
 from .preprocess import to_planes
 from .spec import ExtractorSpec
+from .tiling import embed_tiled, tiling_for
 from .upsample import get_upsampler
 
 
@@ -74,9 +75,19 @@ class FeatureExtractor(ABC):
         planes, _ = to_planes(image, axes)
         return [self.embed_plane(p) for p in planes]
 
-    def embed_plane(self, plane: np.ndarray) -> Embedding:
-        """Embed a validated (Y, X, C) plane."""
-        emb = self._embed_plane(plane)
+    def embed_plane(self, plane: np.ndarray, *, progress: Callable[[int, int], Any] | None = None) -> Embedding:
+        """Embed a validated (Y, X, C) plane.
+
+        With a ``tile_shape`` option (and optionally ``halo``; default ``spec.halo``)
+        a plane larger than one tile is embedded tile by tile and stitched in
+        embedding space (:func:`vfm_features.tiling.embed_tiled`);
+        ``progress(done, total)`` is then called after each tile.
+        """
+        tiling = tiling_for(self)
+        if tiling is None:
+            emb = self._embed_plane(plane)
+        else:
+            emb = embed_tiled(self, plane, tiling, progress=progress)
         if not emb.extractor:
             emb.extractor = self.name
         return emb

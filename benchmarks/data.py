@@ -1,0 +1,63 @@
+"""Realistic benchmark inputs: a synthetic 1024 x 1024 scene and a 256-channel embedding of it.
+
+The embedding imitates a vision-transformer feature map: a 64 x 64 grid (16 px
+patches) whose cells mix per-class directions by the fraction of each class in
+the cell, plus a smooth random field and white noise, so that classes are
+separable but not trivially; it is read at pixels with the library's bilinear
+upsampler, exactly as a SAM or DINOv3 embedding would be.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from vfm_features.geometry import Embedding, EmbeddingGeometry
+from vfm_features.synthetic import make_synthetic_image
+
+
+def scene(size: int = 1024, *, seed: int = 0):
+    """One synthetic image of ``size`` x ``size`` with about one cell per 40 x 40 px."""
+    return make_synthetic_image((size, size), n_cells=max(6, size * size // 1600), random_state=seed)
+
+
+def class_embedding(semantic: np.ndarray, *, channels: int = 256, patch: int = 16, seed: int = 0,
+                    signal: float = 1.0, smooth_noise: float = 0.6, white_noise: float = 0.6) -> Embedding:
+    """A (channels, H/patch, W/patch) embedding correlated with ``semantic`` (classes 1..K)."""
+    rng = np.random.default_rng(seed)
+    H, W = semantic.shape
+    h, w = H // patch, W // patch
+    classes = np.unique(semantic)
+    # fraction of every class in every patch: (K, h, w)
+    frac = np.stack([(semantic[: h * patch, : w * patch] == c).reshape(h, patch, w, patch).mean(axis=(1, 3))
+                     for c in classes])
+    directions = rng.standard_normal((channels, len(classes))).astype(np.float32)
+    data = signal * np.tensordot(directions, frac.astype(np.float32), axes=1)
+    field = ndi.gaussian_filter(rng.standard_normal((channels, h, w)).astype(np.float32), (0, 3, 3))
+    field /= field.std() + 1e-12
+    data += smooth_noise * field + white_noise * rng.standard_normal((channels, h, w)).astype(np.float32)
+    return Embedding(data.astype(np.float32), EmbeddingGeometry((H, W), step=(H / h, W / w)), extractor="synthetic")
+
+
+def dense_features(embedding: Embedding, out_shape=None, band_rows: int = 128) -> np.ndarray:
+    """(H' * W', C) float32 features on a grid spanning the image (default: every pixel)."""
+    from vfm_features.upsample import get_upsampler
+
+    up = get_upsampler("bilinear")
+    H, W = out_shape or embedding.image_shape
+    out = np.empty((H, W, embedding.n_features), np.float32)
+    for r0 in range(0, H, band_rows):
+        rows = slice(r0, min(H, r0 + band_rows))
+        out[rows] = np.moveaxis(up.dense(embedding, (H, W), rows=rows), 0, -1)
+    return out.reshape(H * W, -1)
+
+
+def labelled_pixels(semantic: np.ndarray, n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` labelled pixels as brush strokes (coords (n, 2), classes), balanced over classes."""
+    from vfm_features.sampling import sample_pixels
+    from vfm_features.synthetic import make_scribbles
+
+    frac = min(0.5, 2.0 * n / semantic.size)
+    strokes = make_scribbles(semantic, frac, random_state=seed)
+    _, coords, y = sample_pixels(strokes, n, random_state=seed)
+    return coords, y

@@ -1,0 +1,111 @@
+"""FilterExtractor: the ilastik-style filter bank per input channel, at full resolution."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import numpy as np
+
+from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError
+from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity
+
+from .features import DEFAULT_FEATURES, DEFAULT_SIGMAS, FEATURES, check_features, check_sigmas, halo_for, output_names
+from .kernels import GaussianBank
+
+
+class FilterExtractor(FeatureExtractor):
+    """Gaussian, LoG, gradient magnitude, DoG, structure-tensor and Hessian eigenvalues.
+
+    Options (keyword-only):
+
+    - ``sigmas``: scales in pixels, default ``(0.5, 1.0, 2.0, 4.0)``.
+    - ``features``: subset and order of ``gaussian``, ``log``, ``gradient_magnitude``,
+      ``dog`` (G(σ) − G(0.66σ)), ``structure_tensor`` (2 eigenvalues, descending;
+      gradient at inner scale σ, tensor smoothed at outer scale 0.5σ, as ilastik) and
+      ``hessian`` (2 eigenvalues, descending); default all.
+    - ``normalization``: intensity scaling before filtering (see
+      :func:`vfm_features.preprocess.normalize_intensity`); default ``"none"``, i.e.
+      raw values as ilastik uses them.
+    - ``n_threads``: threads over (channel, sigma) jobs; default: all CPU cores.
+      Does not change the features, so it is left out of :meth:`signature`.
+
+    Output channels are ordered channel -> feature -> sigma -> component and named by
+    :meth:`feature_names`; the embedding has the image's resolution (identity geometry).
+    """
+
+    def __init__(self, spec, *, sigmas: Sequence[float] = DEFAULT_SIGMAS,
+                 features: Sequence[str] = DEFAULT_FEATURES, normalization: str = "none",
+                 n_threads: int | None = None) -> None:
+        sigmas = check_sigmas(sigmas)
+        features = check_features(features)
+        if normalization not in NORMALIZATIONS:
+            raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
+        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+            raise InputError(f"n_threads must be a positive integer or None; got {n_threads!r}.")
+        super().__init__(spec, sigmas=sigmas, features=features, normalization=normalization,
+                         n_threads=n_threads)
+
+    @property
+    def sigmas(self) -> tuple[float, ...]:
+        return self.options["sigmas"]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.options["features"]
+
+    @property
+    def halo(self) -> int:
+        """Context in pixels for seamless tiles with these options (the spec's halo is for the defaults)."""
+        return halo_for(self.features, self.sigmas)
+
+    def n_features_for(self, n_channels: int) -> int:
+        return n_channels * len(output_names(self.features, self.sigmas))
+
+    def feature_names(self, n_channels: int = 1) -> list[str]:
+        """Output channel names, e.g. ``'ch0_gaussian_s1.0'``, in embedding order."""
+        per_channel = output_names(self.features, self.sigmas)
+        return [f"ch{c}_{name}" for c in range(n_channels) for name in per_channel]
+
+    def signature(self) -> dict[str, Any]:
+        sig = super().signature()
+        sig["options"].pop("n_threads", None)
+        return sig
+
+    def _embed_plane(self, plane: np.ndarray) -> Embedding:
+        Y, X, C = plane.shape
+        x = normalize_intensity(plane, self.options["normalization"])
+        out = np.empty((self.n_features_for(C), Y, X), dtype=np.float32)
+        # Largest scales first: the longest jobs start early, so threads finish together.
+        by_cost = sorted(range(len(self.sigmas)), key=lambda i: -self.sigmas[i])
+        jobs = [(c, i) for i in by_cost for c in range(C)]
+        channels = [np.ascontiguousarray(x[..., c], dtype=np.float32) for c in range(C)]
+
+        def run(job: tuple[int, int]) -> None:
+            c, i = job
+            bank = GaussianBank(channels[c], self.sigmas[i])
+            for name in self.features:
+                feature = FEATURES[name]
+                feature.compute(bank, [out[k] for k in self._slots(c, name, i, C)])
+
+        n_threads = min(self.options["n_threads"] or os.cpu_count() or 1, len(jobs))
+        if n_threads > 1:
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(run, jobs))
+        else:
+            for job in jobs:
+                run(job)
+        return Embedding(out, EmbeddingGeometry(image_shape=(Y, X)), extractor=self.name,
+                         meta={"feature_names": self.feature_names(C)})
+
+    def _slots(self, channel: int, feature: str, sigma_index: int, n_channels: int) -> range:
+        """Output indices of ``feature`` at ``sigmas[sigma_index]`` for ``channel``."""
+        start = channel * (self.n_features_for(n_channels) // n_channels)
+        for name in self.features:
+            n_out = len(FEATURES[name].outputs)
+            if name == feature:
+                start += sigma_index * n_out
+                return range(start, start + n_out)
+            start += len(self.sigmas) * n_out
+        raise KeyError(feature)

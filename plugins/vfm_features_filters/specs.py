@@ -1,0 +1,26 @@
+"""The filters plugin's variant table (one place for names, defaults and licence)."""
+
+from __future__ import annotations
+
+from vfm_features import ExtractorSpec
+
+from .features import DEFAULT_FEATURES, DEFAULT_SIGMAS, halo_for
+
+SPECS = (
+    ExtractorSpec(
+        name="filters:default",
+        factory="vfm_features_filters.extractor:FilterExtractor",
+        kind="pixel",
+        description=("ilastik-style filter bank per channel: Gaussian, LoG, gradient magnitude, DoG, "
+                     "structure-tensor and Hessian eigenvalues at sigma 0.5, 1, 2, 4."),
+        default=True,
+        n_features=None,  # 32 per input channel with the defaults
+        patch_size=1,
+        halo=halo_for(DEFAULT_FEATURES, DEFAULT_SIGMAS),
+        global_context=False,
+        input_channels="any",
+        normalization="none",
+        license="MIT",
+        options={"sigmas": DEFAULT_SIGMAS, "features": DEFAULT_FEATURES, "normalization": "none"},
+    ),
+)

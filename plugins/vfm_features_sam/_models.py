@@ -1,0 +1,110 @@
+"""The sam plugin's model table: architectures and one frozen spec per variant.
+
+Nothing here imports torch or segment_anything, so listing stays cheap.
+
+Sources (see docs/weights.md): URLs and xxh128 checksums from micro-sam's
+``micro_sam/util.py`` ``models()`` (v1.8.10, also for Meta's three SAM files, for
+which Meta publishes no checksum); SAM weights Apache-2.0 (segment-anything
+README); µSAM and PathoSAM weights CC-BY-4.0 as micro-sam's bioimage.io export
+declares it (the model pages themselves were not checked).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vfm_features import ExtractorSpec
+
+FACTORY = "vfm_features_sam._extractor:SamExtractor"
+OUT_CHANNELS = 256
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class SamArchitecture:
+    """Hyper-parameters of a SAM image encoder (``segment_anything.modeling.ImageEncoderViT``)."""
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+    img_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    out_chans: int = OUT_CHANNELS
+
+    @property
+    def grid(self) -> int:
+        """Embedding cells per side of the (padded) model input."""
+        return self.img_size // self.patch_size
+
+
+# Official values from segment_anything/build_sam.py.
+ARCHITECTURES: dict[str, SamArchitecture] = {
+    "vit_b": SamArchitecture("vit_b", embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    "vit_l": SamArchitecture("vit_l", embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    "vit_h": SamArchitecture("vit_h", embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+}
+
+_EBI = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io"
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything"
+_OWNCLOUD = "https://owncloud.gwdg.de/index.php/s"
+_NORMALIZATION = "intensities to 0..255, longest side to 1024, ImageNet mean/std, zero padding"
+
+
+def _spec(name: str, architecture: str, url: str, xxh128: str, file: str, license: str,
+          description: str, *, default: bool = False, channels: str = "sum") -> ExtractorSpec:
+    return ExtractorSpec(
+        name=name,
+        factory=FACTORY,
+        description=description,
+        default=default,
+        n_features=OUT_CHANNELS,
+        input_size=1024,
+        patch_size=16,
+        global_context=True,
+        input_channels="rgb",
+        normalization=_NORMALIZATION,
+        weights_url=url,
+        weights_hash=f"xxh128:{xxh128}",
+        weights_file=file,
+        license=license,
+        requires=("torch", "segment_anything"),
+        options={"architecture": architecture, "channels": channels},
+    )
+
+
+# name, architecture, URL, xxh128, cache file name, licence, description
+SPECS: tuple[ExtractorSpec, ...] = (
+    # Segment Anything (Meta). Default vit_b: 4-8x faster than vit_h on a CPU.
+    _spec("sam:vit_b", "vit_b", f"{_SAM_URL}/sam_vit_b_01ec64.pth", "6923c33df3637b6a922d7682bfc9a86b",
+          "sam_vit_b_01ec64.pth", "Apache-2.0", "Segment Anything ViT-B image encoder (natural images)",
+          default=True),
+    _spec("sam:vit_l", "vit_l", f"{_SAM_URL}/sam_vit_l_0b3195.pth", "a82beb3c660661e3dd38d999cc860e9a",
+          "sam_vit_l_0b3195.pth", "Apache-2.0", "Segment Anything ViT-L image encoder (natural images)"),
+    _spec("sam:vit_h", "vit_h", f"{_SAM_URL}/sam_vit_h_4b8939.pth", "97698fac30bd929c2e6d8d8cc15933c2",
+          "sam_vit_h_4b8939.pth", "Apache-2.0", "Segment Anything ViT-H image encoder (natural images)"),
+    # micro-sam (µSAM): light microscopy (lm) and electron microscopy organelles (em_organelles).
+    _spec("musam:vit_b_lm", "vit_b", f"{_EBI}/diplomatic-bug/1.2/files/vit_b.pt", "fe9252a29f3f4ea53c15a06de471e186",
+          "musam_vit_b_lm.pt", "CC-BY-4.0", "µSAM ViT-B fine-tuned for light microscopy", default=True),
+    _spec("musam:vit_l_lm", "vit_l", f"{_EBI}/idealistic-rat/1.2/files/vit_l.pt", "017f20677997d628426dec80a8018f9d",
+          "musam_vit_l_lm.pt", "CC-BY-4.0", "µSAM ViT-L fine-tuned for light microscopy"),
+    _spec("musam:vit_b_em_organelles", "vit_b", f"{_EBI}/noisy-ox/1.2/files/vit_b.pt",
+          "f3bf2ed83d691456bae2c3f9a05fb438", "musam_vit_b_em_organelles.pt", "CC-BY-4.0",
+          "µSAM ViT-B fine-tuned for electron microscopy organelles"),
+    _spec("musam:vit_l_em_organelles", "vit_l", f"{_EBI}/humorous-crab/1.2/files/vit_l.pt",
+          "810b084b6e51acdbf760a993d8619f2d", "musam_vit_l_em_organelles.pt", "CC-BY-4.0",
+          "µSAM ViT-L fine-tuned for electron microscopy organelles"),
+    # PathoSAM: histopathology (H&E colour images: channels="rgb" keeps the colour).
+    _spec("pathosam:vit_b_histopathology", "vit_b", f"{_OWNCLOUD}/sBB4H8CTmIoBZsQ/download",
+          "ffd1a2cd84570458b257bd95fdd8f974", "pathosam_vit_b_histopathology.pt", "CC-BY-4.0",
+          "PathoSAM ViT-B fine-tuned for histopathology (RGB)", default=True, channels="rgb"),
+    _spec("pathosam:vit_l_histopathology", "vit_l", f"{_OWNCLOUD}/IZgnn1cpBq2PHod/download",
+          "b591833c89754271023e901281dee3f2", "pathosam_vit_l_histopathology.pt", "CC-BY-4.0",
+          "PathoSAM ViT-L fine-tuned for histopathology (RGB)", channels="rgb"),
+    _spec("pathosam:vit_h_histopathology", "vit_h", f"{_OWNCLOUD}/L7AcvVz7DoWJ2RZ/download",
+          "bd1856dafc156a43fb3aa705f1a6e92e", "pathosam_vit_h_histopathology.pt", "CC-BY-4.0",
+          "PathoSAM ViT-H fine-tuned for histopathology (RGB)", channels="rgb"),
+)

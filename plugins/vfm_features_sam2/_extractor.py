@@ -1,0 +1,330 @@
+"""Sam2Extractor: the SAM2 / SAM2.1 image encoder (Hiera trunk + FPN neck) as a feature extractor.
+
+torch, hydra and sam2 are imported inside methods: building the extractor only
+stores options; the model is built on first use (or by :meth:`Sam2Extractor.load`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError, WeightsError
+from vfm_features.device import PRECISIONS
+from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
+
+from ._models import DEFAULT_STRIDE, INPUT_SIZE, MODELS, OUT_CHANNELS, PIXEL_MEAN, PIXEL_STD, STRIDES
+
+_ENCODER_PREFIX = "image_encoder."
+_ALLOWED_TARGET_PREFIX = "sam2.modeling."
+_SEED = 0  # random initialisation (pretrained=False) is reproducible
+_CHANNEL_MODES = ("sum", "rgb", "per_channel")
+
+
+class Sam2Extractor(FeatureExtractor):
+    """Features from the image encoder of SAM 2 / SAM 2.1.
+
+    The image is prepared as SAM2's image predictor does it: intensities scaled to
+    0..1, resized to ``input_size`` x ``input_size`` (1024; the aspect ratio is not
+    kept, so cells are anisotropic for non-square images), ImageNet mean/std. The
+    output is one FPN level of the encoder, 256 channels: stride 16 (64 x 64 cells,
+    the map SAM2's mask decoder uses as image embedding) by default.
+
+    Options (keyword-only):
+
+    - ``weights``: a checkpoint file (``torch.save({"model": state_dict})`` as Meta
+      publishes them, or a plain state dict with ``image_encoder.*`` keys). Default:
+      the variant's published file, downloaded into the cache on first use.
+    - ``pretrained``: False builds a randomly initialised encoder (seeded, so
+      reproducible): a baseline that needs no download.
+    - ``device``: 'auto' (default), 'cpu', 'cuda', 'cuda:1', 'mps'.
+    - ``precision``: 'float32' (default), 'bfloat16' or 'float16' (autocast).
+    - ``batch_size``: images per forward pass (planes of a stack, or channels with
+      ``channels='per_channel'``); default 1.
+    - ``channels``: 'sum' (default: channels summed to grey, replicated to RGB),
+      'rgb' (a 3-channel image kept as colour), 'per_channel' (each channel embedded
+      on its own; features concatenated, 256 per channel) or a list of channel
+      indices (selected, then 3 are kept as colour and other counts summed).
+    - ``normalization``: intensity scaling to 0..1 before the ImageNet statistics,
+      see :func:`vfm_features.preprocess.normalize_intensity`; default 'auto'.
+    - ``level``: stride of the FPN level returned: 16 (default), 8 or 4. The
+      stride-8 and stride-4 levels are the raw 256-channel neck outputs (SAM2's mask
+      decoder projects them to 64 and 32 channels; that projection is not applied).
+    - ``input_size``: side of the square model input, a multiple of 32; default
+      1024, the size the models were trained at. Smaller is faster but coarser.
+    - ``config``: a SAM2 model config (YAML file or mapping with
+      ``model.image_encoder``, or the ``image_encoder`` mapping itself) for
+      architectures other than the released ones; only ``sam2.modeling.*`` classes
+      may be instantiated.
+    - ``trust_checkpoint``: allow a checkpoint that pickles Python objects (see
+      :func:`vfm_features.weights.load_state_dict`); default False.
+
+    The encoder's ``no_mem_embed`` (a constant 256-vector that SAM2's image
+    predictor adds to the stride-16 map) is not added: it shifts every cell by the
+    same vector and carries no image information.
+    """
+
+    def __init__(self, spec, *, weights: str | os.PathLike | None = None, pretrained: bool = True,
+                 device: str = "auto", precision: str = "float32", batch_size: int = 1,
+                 channels: str | Sequence[int] = "sum", normalization: str = "auto",
+                 level: int = DEFAULT_STRIDE, input_size: int | None = None,
+                 config: str | os.PathLike | Mapping | None = None, trust_checkpoint: bool = False) -> None:
+        if spec.variant not in MODELS and config is None:
+            raise InputError(f"{spec.name} is not a released SAM2 model ({', '.join(MODELS)}); "
+                             "pass its architecture with config=PATH_TO_YAML.")
+        if not isinstance(pretrained, bool):
+            raise InputError(f"pretrained must be True or False; got {pretrained!r}.")
+        if str(precision).strip().lower() not in PRECISIONS:
+            raise InputError(f"precision={precision!r} is unknown; use 'float32', 'bfloat16' or 'float16'.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        channels = _check_channels(channels)
+        if normalization not in NORMALIZATIONS:
+            raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
+        if level not in STRIDES:
+            raise InputError(f"level={level!r} is not an FPN stride of the SAM2 image encoder; "
+                             f"use one of {STRIDES} (16 = the decoder's image embedding, 64 x 64 cells).")
+        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
+                                       or input_size < 64 or input_size % 32):
+            raise InputError(f"input_size must be a multiple of 32 of at least 64 (Hiera windows and the "
+                             f"FPN need it); got {input_size!r}. The models were trained at {INPUT_SIZE}.")
+        if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
+            raise InputError(f"config must be a YAML file path or a mapping; got {type(config).__name__}.")
+        super().__init__(
+            spec, weights=None if weights is None else str(weights), pretrained=pretrained, device=device,
+            precision=str(precision).strip().lower(), batch_size=batch_size, channels=channels,
+            normalization=normalization, level=level, input_size=input_size,
+            config=str(config) if isinstance(config, (str, os.PathLike)) else config,
+            trust_checkpoint=trust_checkpoint)
+        self._encoder = None
+        self._device: str | None = None
+        self._input_size: int | None = None
+        self._weights: tuple[Path, str] | None = None  # (file, "sha256:…")
+
+    # -- description ---------------------------------------------------------
+    @property
+    def out_channels(self) -> int:
+        """Channels of one FPN level (256 for every released model)."""
+        if self.options["config"] is None:
+            return OUT_CHANNELS
+        return int(self._config()[0]["neck"]["d_model"])
+
+    def n_features_for(self, n_channels: int) -> int:
+        return self.out_channels * (n_channels if self.options["channels"] == "per_channel" else 1)
+
+    @property
+    def stride(self) -> int:
+        """Input pixels per output cell at the model input (``level``)."""
+        return int(self.options["level"])
+
+    def signature(self) -> dict[str, Any]:
+        sig = super().signature()
+        for key in ("device", "batch_size", "trust_checkpoint"):  # do not change the features
+            sig["options"].pop(key, None)
+        return sig
+
+    @property
+    def weights_hash(self) -> str | None:
+        """``sha256:…`` of the checkpoint in use (resolving, maybe downloading it); None for random init."""
+        if not self.options["pretrained"]:
+            return None
+        return self._weights_file()[1]
+
+    # -- model ---------------------------------------------------------------
+    def load(self) -> "Sam2Extractor":
+        """Build the encoder and load its weights now (otherwise done on first use). Returns self."""
+        if self._encoder is not None:
+            return self
+        import torch
+
+        from vfm_features.device import resolve_device
+
+        device = resolve_device(self.options["device"])
+        state = self._checkpoint_state() if self.options["pretrained"] else None
+        encoder_cfg, model_size = self._config()
+        _check_targets(encoder_cfg)
+        from hydra.utils import instantiate
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_SEED)
+            encoder = instantiate(encoder_cfg)
+        if state is not None:
+            self._load_state(encoder, state)
+        self._encoder = encoder.eval().to(device)
+        self._device = device
+        self._input_size = int(self.options["input_size"] or model_size or INPUT_SIZE)
+        return self
+
+    def _config(self) -> tuple[dict, int | None]:
+        """The image-encoder section of the model config as plain containers, and ``model.image_size``.
+
+        The variant's packaged YAML unless ``config`` is given. Only the encoder
+        section is resolved, so interpolations elsewhere (training configs) do no harm.
+        """
+        from omegaconf import DictConfig, OmegaConf
+
+        cfg = self.options["config"]
+        if cfg is None:
+            import importlib.resources
+
+            text = importlib.resources.files("sam2").joinpath(MODELS[self.spec.variant].config).read_text()
+            conf = OmegaConf.create(text)
+        elif isinstance(cfg, Mapping):
+            conf = OmegaConf.create(dict(cfg))
+        else:
+            path = Path(cfg).expanduser()
+            if not path.is_file():
+                raise InputError(f"config={cfg!r} does not exist; pass a SAM2 model YAML file or a mapping.")
+            conf = OmegaConf.load(path)
+        for key in ("model.image_encoder", "image_encoder", ""):
+            node = OmegaConf.select(conf, key) if key else conf
+            if isinstance(node, DictConfig) and {"_target_", "trunk", "neck"} <= set(node.keys()):
+                break
+        else:
+            raise InputError("The SAM2 config has no image encoder: expected 'model: image_encoder: …' as in "
+                             "sam2/configs/sam2.1/*.yaml, or an 'image_encoder' mapping with _target_, trunk "
+                             "and neck.")
+        image_size = OmegaConf.select(conf, "model.image_size")
+        return OmegaConf.to_container(node, resolve=True), (int(image_size) if image_size else None)
+
+    def _weights_file(self) -> tuple[Path, str]:
+        if self._weights is None:
+            from vfm_features import weights as W
+
+            user = self.options["weights"]
+            path = W.resolve_weights(self.spec, user)
+            digest = (f"sha256:{W.file_hash(path)}" if user is not None
+                      else W.verify_checksum(path, self.spec.weights_hash))
+            self._weights = (path, digest)
+        return self._weights
+
+    def _checkpoint_state(self) -> dict:
+        """The image-encoder part of the checkpoint, keys without the ``image_encoder.`` prefix."""
+        from vfm_features import weights as W
+
+        path = self._weights_file()[0]
+        state = W.load_state_dict(path, trust_checkpoint=self.options["trust_checkpoint"])
+        if isinstance(state.get("model"), Mapping):
+            state = state["model"]
+        encoder = {k[len(_ENCODER_PREFIX):]: v for k, v in state.items()
+                   if isinstance(k, str) and k.startswith(_ENCODER_PREFIX)}
+        if not encoder:
+            sample = ", ".join(repr(k) for k in list(state)[:4]) or "none"
+            raise WeightsError(
+                f"Weights file {path} is not a SAM2 checkpoint: it has no '{_ENCODER_PREFIX}*' keys "
+                f"(found {len(state)} keys such as {sample}). Pass a SAM2/SAM2.1 checkpoint, e.g. "
+                f"{MODELS.get(self.spec.variant, next(iter(MODELS.values()))).url}.")
+        return encoder
+
+    def _load_state(self, encoder: Any, state: dict) -> None:
+        path = self._weights_file()[0]
+        try:
+            encoder.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())
+            detail = detail if len(detail) <= 400 else detail[:400] + " …"
+            sizes = ", ".join(f"sam2:{v}" for v in MODELS)
+            raise WeightsError(
+                f"Weights file {path} does not fit the {self.spec.name} image encoder ({detail}). "
+                f"It is probably a checkpoint of another size: pick the matching variant ({sizes}) "
+                "or pass its architecture with config=...") from None
+
+    # -- embedding -----------------------------------------------------------
+    def _embed_plane(self, plane: np.ndarray) -> Embedding:
+        return self._embed_planes([plane])[0]
+
+    def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
+        """Embed a stack slice by slice, ``batch_size`` slices per forward pass."""
+        planes, _ = to_planes(image, axes)
+        return self._embed_planes(planes)
+
+    def _model_images(self, plane: np.ndarray) -> list[np.ndarray]:
+        """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
+        channels, norm = self.options["channels"], self.options["normalization"]
+        n = plane.shape[-1]
+        if channels == "per_channel":
+            return [normalize_intensity(to_rgb(plane[..., c:c + 1]), norm) for c in range(n)]
+        if channels == "rgb":
+            if n not in (3, 4):
+                raise InputError(f"channels='rgb' needs an RGB(A) image; got {n} channel(s). "
+                                 "Use channels='sum', 'per_channel' or a list of channel indices.")
+            return [normalize_intensity(plane[..., :3], norm)]
+        return [normalize_intensity(to_rgb(select_channels(plane, channels)), norm)]
+
+    def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
+        import torch
+        import torch.nn.functional as F
+
+        from vfm_features.device import autocast
+
+        self.load()
+        size, device, level = self._input_size, self._device, self.options["level"]
+        jobs = [(i, img) for i, plane in enumerate(planes) for img in self._model_images(plane)]
+        mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
+        feats: list[list[np.ndarray]] = [[] for _ in planes]
+        step = self.options["batch_size"]
+        for start in range(0, len(jobs), step):
+            chunk = jobs[start:start + step]
+            batch = torch.cat([
+                F.interpolate(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
+                              .to(device), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+                for _, img in chunk])
+            batch = (batch - mean) / std
+            with torch.inference_mode(), autocast(device, self.options["precision"]):
+                fpn = self._encoder(batch)["backbone_fpn"]
+            out = _pick_level(fpn, size, level)
+            out = out.float().cpu().numpy()
+            for (i, _), f in zip(chunk, out):
+                feats[i].append(f)
+        embeddings = []
+        for plane, parts in zip(planes, feats):
+            data = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+            Y, X = plane.shape[:2]
+            h, w = data.shape[1:]
+            geometry = EmbeddingGeometry(image_shape=(Y, X), step=(Y / h, X / w))
+            embeddings.append(Embedding(np.ascontiguousarray(data, dtype=np.float32), geometry, extractor=self.name,
+                                        meta={"level": level, "input_size": size, "n_images": len(parts)}))
+        return embeddings
+
+
+# -- helpers -------------------------------------------------------------------
+def _check_channels(channels: Any) -> str | tuple[int, ...]:
+    if isinstance(channels, str):
+        if channels not in _CHANNEL_MODES:
+            raise InputError(f"channels={channels!r} is unknown; use one of {_CHANNEL_MODES} or a list of indices.")
+        return channels
+    try:
+        idx = tuple(int(c) for c in channels)
+    except (TypeError, ValueError):
+        raise InputError(f"channels must be one of {_CHANNEL_MODES} or a list of channel indices; "
+                         f"got {channels!r}.") from None
+    if not idx:
+        raise InputError("channels=[] selects nothing; pass at least one channel index.")
+    return idx
+
+
+def _check_targets(node: Any, where: str = "image_encoder") -> None:
+    """Refuse ``_target_`` outside ``sam2.modeling``: a config must not run arbitrary callables."""
+    if isinstance(node, Mapping):
+        target = node.get("_target_")
+        if target is not None and not str(target).startswith(_ALLOWED_TARGET_PREFIX):
+            raise InputError(f"config {where}._target_={target!r} is not allowed; only classes from "
+                             f"{_ALLOWED_TARGET_PREFIX}* may be instantiated.")
+        for key, value in node.items():
+            _check_targets(value, f"{where}.{key}")
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _check_targets(value, f"{where}[{i}]")
+
+
+def _pick_level(fpn: Sequence[Any], input_size: int, stride: int) -> Any:
+    for feat in fpn:
+        if feat.shape[-1] * stride == input_size:
+            return feat
+    have = sorted(input_size // f.shape[-1] for f in fpn)
+    raise InputError(f"level={stride} is not produced by this encoder; its FPN strides are {have}.")

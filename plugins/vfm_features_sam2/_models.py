@@ -1,0 +1,99 @@
+"""The sam2 plugin's model table: one frozen record and one spec per checkpoint.
+
+Nothing here imports torch, hydra or sam2, so listing stays cheap.
+
+Sources (facebookresearch/sam2 at 2b90b9f, the code that the PyPI sdist
+``sam2==1.1.0`` ships unchanged): checkpoint URLs from
+``checkpoints/download_ckpts.sh`` and ``README.md`` (SAM 2.1 under ``092824/``,
+SAM 2 under ``072824/``), configs from ``sam2/configs/``, parameter counts from the
+README's "Size (M)" column (whole model, not the image encoder alone). The
+checkpoints are Apache-2.0 (README "License"); Meta publishes no checksum, so the
+weights module records the sha256 on first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vfm_features import ExtractorSpec
+
+FACTORY = "vfm_features_sam2._extractor:Sam2Extractor"
+OUT_CHANNELS = 256  # FPN neck width (d_model) of every released SAM2 / SAM2.1 config
+INPUT_SIZE = 1024  # model.image_size of every released config
+STRIDES = (4, 8, 16)  # FPN levels kept by the image encoder (scalp=1 drops stride 32)
+DEFAULT_STRIDE = 16  # the level SAM2's mask decoder uses as its image embedding
+PIXEL_MEAN = (0.485, 0.456, 0.406)  # sam2/utils/transforms.py, on 0..1 RGB
+PIXEL_STD = (0.229, 0.224, 0.225)
+NORMALIZATION = "intensities to 0..1, resized to 1024x1024 (aspect not kept), ImageNet mean/std"
+
+_URL_21 = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+_URL_20 = "https://dl.fbaipublicfiles.com/segment_anything_2/072824"
+
+
+@dataclass(frozen=True)
+class Sam2Model:
+    """One released SAM2 checkpoint and the package config that builds its image encoder."""
+
+    variant: str  # our variant name, e.g. "hiera_b+"
+    release: str  # "2.1" or "2.0"
+    config: str  # path inside the sam2 package, e.g. "configs/sam2.1/sam2.1_hiera_b+.yaml"
+    checkpoint: str  # published file name
+    hf_id: str
+    params_m: float  # whole SAM2 model, README "Size (M)"
+
+    @property
+    def url(self) -> str:
+        return f"{_URL_21 if self.release == '2.1' else _URL_20}/{self.checkpoint}"
+
+
+MODELS: dict[str, Sam2Model] = {m.variant: m for m in (
+    Sam2Model("hiera_t", "2.1", "configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_tiny.pt",
+              "facebook/sam2.1-hiera-tiny", 38.9),
+    Sam2Model("hiera_s", "2.1", "configs/sam2.1/sam2.1_hiera_s.yaml", "sam2.1_hiera_small.pt",
+              "facebook/sam2.1-hiera-small", 46.0),
+    Sam2Model("hiera_b+", "2.1", "configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt",
+              "facebook/sam2.1-hiera-base-plus", 80.8),
+    Sam2Model("hiera_l", "2.1", "configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt",
+              "facebook/sam2.1-hiera-large", 224.4),
+    # The first release (July 2024); same image-encoder architecture, other weights.
+    Sam2Model("hiera_t_v2.0", "2.0", "configs/sam2/sam2_hiera_t.yaml", "sam2_hiera_tiny.pt",
+              "facebook/sam2-hiera-tiny", 38.9),
+    Sam2Model("hiera_s_v2.0", "2.0", "configs/sam2/sam2_hiera_s.yaml", "sam2_hiera_small.pt",
+              "facebook/sam2-hiera-small", 46.0),
+    Sam2Model("hiera_b+_v2.0", "2.0", "configs/sam2/sam2_hiera_b+.yaml", "sam2_hiera_base_plus.pt",
+              "facebook/sam2-hiera-base-plus", 80.8),
+    Sam2Model("hiera_l_v2.0", "2.0", "configs/sam2/sam2_hiera_l.yaml", "sam2_hiera_large.pt",
+              "facebook/sam2-hiera-large", 224.4),
+)}
+
+# hiera_b+ costs about as much as sam:vit_b on a CPU (the sam plugin's default), so
+# families are compared at similar cost; hiera_l is about 3x slower.
+DEFAULT_VARIANT = "hiera_b+"
+
+_SIZE_WORDS = {"t": "tiny", "s": "small", "b+": "base+", "l": "large"}
+
+
+def _spec(model: Sam2Model) -> ExtractorSpec:
+    size = _SIZE_WORDS[model.variant.split("_")[1]]
+    return ExtractorSpec(
+        name=f"sam2:{model.variant}",
+        factory=FACTORY,
+        description=(f"SAM {model.release} Hiera-{size} image encoder (Hiera trunk + FPN neck), "
+                     f"stride-16 level by default ({model.params_m:g}M parameters in the whole model)"),
+        default=model.variant == DEFAULT_VARIANT,
+        n_features=None,  # 256, or 256 per channel with channels="per_channel"
+        input_size=INPUT_SIZE,
+        patch_size=DEFAULT_STRIDE,
+        global_context=True,
+        input_channels="rgb",
+        normalization=NORMALIZATION,
+        weights_url=model.url,
+        weights_hash=None,  # none published
+        weights_file=model.checkpoint,
+        license="Apache-2.0",
+        gated=False,
+        requires=("torch", "sam2", "hydra"),
+    )
+
+
+SPECS: tuple[ExtractorSpec, ...] = tuple(_spec(m) for m in MODELS.values())

@@ -1,0 +1,204 @@
+"""Pixel classification: a random forest on extractor features read at labelled pixels."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from ._embedding_source import build_extractor, embed_plane
+from .errors import ExtractorMismatchError, InputError
+from .extractor import ensure_sequence
+from .forest import make_forest, predict_proba_float32
+from .geometry import Embedding, EmbeddingGeometry
+from .preprocess import to_planes
+from .progress import progress_bar
+from .sampling import sample_balanced, sample_pixels
+from .upsample import get_upsampler
+from .validation import check_classes_present, check_is_fitted, check_labels
+
+
+class PixelClassifier(ClassifierMixin, BaseEstimator):
+    """Random-forest pixel classifier on the features of any registered extractor.
+
+    Training reads features only at the drawn labelled pixels (at most ``budget``,
+    balanced over classes). Prediction runs in bands of ``band_rows`` rows, on
+    the full image grid or on a coarser ``working_shape`` grid whose probabilities
+    are interpolated back to the image (much faster, slightly blurrier).
+
+    Parameters
+    ----------
+    extractor : str or FeatureExtractor
+        Registered name such as ``"filters"`` or ``"sam:vit_b"``, or an instance.
+    extractor_options : dict, optional
+        Options passed to :func:`vfm_features.get_extractor`.
+    upsampler : str
+        How embedding features are read at pixels (``"bilinear"``).
+    budget : int or None
+        Most labelled pixels used for training, balanced over classes (None: all).
+    working_shape : (int, int) or None
+        Prediction grid (for example ``(256, 256)``); None predicts every pixel.
+    n_estimators, max_depth, min_samples_leaf, n_jobs, random_state
+        Random-forest settings; ``random_state`` also seeds the pixel draw.
+    cache : EmbeddingCache, str or None
+        Embedding cache (or its path) so that retraining recomputes nothing.
+    band_rows : int
+        Rows of the prediction grid processed at once (bounds memory).
+    progress : bool
+        Show progress bars.
+    """
+
+    def __init__(self, extractor: Any = "filters", *, extractor_options: dict | None = None,
+                 upsampler: str = "bilinear", budget: int | None = 10_000,
+                 working_shape: tuple[int, int] | None = None, n_estimators: int = 100,
+                 max_depth: int | None = None, min_samples_leaf: int = 1, n_jobs: int | None = None,
+                 random_state: int | None = 0, cache: Any = None, band_rows: int = 64,
+                 progress: bool = False) -> None:
+        self.extractor = extractor
+        self.extractor_options = extractor_options
+        self.upsampler = upsampler
+        self.budget = budget
+        self.working_shape = working_shape
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.cache = cache
+        self.band_rows = band_rows
+        self.progress = progress
+
+    # -- training ------------------------------------------------------------
+    def fit(self, images: Any, labels: Any, *, axes: str | None = None) -> "PixelClassifier":
+        """Train on one image or a list of images with sparse labels (0 = unlabelled, 1..K)."""
+        self._samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for attr in ("classes_", "forest_"):
+            self.__dict__.pop(attr, None)
+        return self.partial_fit(images, labels, axes=axes)
+
+    def partial_fit(self, images: Any, labels: Any, *, axes: str | None = None) -> "PixelClassifier":
+        """Add (or replace) labels of images and retrain on everything labelled so far.
+
+        Labels of an image seen before replace its earlier labels, so an
+        interactive tool can pass the whole, updated label image each time.
+        """
+        images, labels = ensure_sequence(images), ensure_sequence(labels)
+        if len(images) != len(labels):
+            raise InputError(f"Got {len(images)} image(s) but {len(labels)} label image(s); pass one label image per image.")
+        if not hasattr(self, "_samples"):
+            self._samples = {}
+        extractor = self._get_extractor()
+        up = get_upsampler(self.upsampler)
+        pairs = [(p, l) for img, lab in zip(images, labels) for p, l in _planes_with_labels(img, lab, axes)]
+        for plane, lab in progress_bar(pairs, self.progress, desc="features at labels"):
+            key = _content_key(plane)
+            if not lab.any():
+                self._samples.pop(key, None)
+                continue
+            _, coords, y = sample_pixels(lab, self.budget, random_state=self.random_state)
+            emb = embed_plane(extractor, plane, self.cache)
+            X = up.sparse(emb, coords)
+            self._samples[key] = (X, y)
+        X, y = self._training_set()
+        keep = sample_balanced(y, self.budget, random_state=self.random_state)
+        forest = make_forest(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                             min_samples_leaf=self.min_samples_leaf, n_jobs=self.n_jobs,
+                             random_state=self.random_state)
+        forest.fit(X[keep], y[keep])
+        self.forest_ = forest
+        self.classes_ = forest.classes_
+        self.n_features_in_ = X.shape[1]
+        self.n_training_pixels_ = int(len(keep))
+        self.signature_ = extractor.signature()
+        return self
+
+    def _training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        parts = list(self._samples.values())
+        ys = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        check_classes_present(np.unique(ys), what="labels")
+        widths = {p[0].shape[1] for p in parts}
+        if len(widths) > 1:
+            raise InputError(
+                f"The images give different numbers of features {sorted(widths)}; train only on images "
+                "with the same number of channels (or reduce channels with extractor_options).")
+        return np.concatenate([p[0] for p in parts]), ys
+
+    # -- prediction ----------------------------------------------------------
+    def predict_proba(self, image: Any, *, axes: str | None = None) -> np.ndarray:
+        """Class probabilities with shape (K, H, W) for a 2D image, (..., K, H, W) for a stack."""
+        check_is_fitted(self, "forest_")
+        extractor = self._get_extractor()
+        self._check_signature(extractor)
+        planes, stack = to_planes(image, axes)
+        out = [self._predict_plane(extractor, p) for p in progress_bar(planes, self.progress and len(planes) > 1, desc="predict")]
+        arr = np.stack(out)
+        return arr.reshape(stack + arr.shape[1:]) if stack else arr[0]
+
+    def predict(self, image: Any, *, axes: str | None = None) -> np.ndarray:
+        """Class map with shape (H, W) (or stack shape + (H, W)) holding the label ids 1..K."""
+        proba = self.predict_proba(image, axes=axes)
+        return self.classes_[np.argmax(proba, axis=-3)]
+
+    def _predict_plane(self, extractor, plane: np.ndarray) -> np.ndarray:
+        emb = embed_plane(extractor, plane, self.cache)
+        if emb.n_features != self.n_features_in_:
+            raise InputError(
+                f"The image gives {emb.n_features} features but the classifier was trained on "
+                f"{self.n_features_in_}; use images with the same channels as in training.")
+        H, W = plane.shape[:2]
+        grid = tuple(self.working_shape) if self.working_shape else (H, W)
+        grid = (min(grid[0], H), min(grid[1], W))
+        up = get_upsampler(self.upsampler)
+        K = len(self.classes_)
+        proba = np.empty((K,) + grid, np.float32)
+        for r0 in range(0, grid[0], self.band_rows):
+            rows = slice(r0, min(grid[0], r0 + self.band_rows))
+            feats = up.dense(emb, grid, rows=rows)
+            X = feats.reshape(feats.shape[0], -1).T
+            proba[:, rows] = predict_proba_float32(self.forest_, X).T.reshape(K, -1, grid[1])
+        if grid != (H, W):
+            coarse = Embedding(proba, EmbeddingGeometry((H, W), step=(H / grid[0], W / grid[1])))
+            proba = up.dense(coarse, (H, W))
+        return proba
+
+    # -- extractor bookkeeping -----------------------------------------------
+    def _get_extractor(self):
+        if getattr(self, "extractor_", None) is None:
+            self.extractor_ = build_extractor(self.extractor, self.extractor_options)
+        return self.extractor_
+
+    def _check_signature(self, extractor) -> None:
+        expected = getattr(self, "signature_", None)
+        if expected is not None and extractor.signature() != expected:
+            raise ExtractorMismatchError(
+                f"This classifier was trained on features {expected} but is applied with "
+                f"{extractor.signature()}; use the same extractor, options and weights, or retrain.")
+
+    def save(self, path) -> None:
+        """Save to a ``.vfmc`` file (skops forest + JSON metadata); see :func:`load_classifier`."""
+        from .persistence import save_classifier
+
+        save_classifier(self, path)
+
+
+def _content_key(plane: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((plane.shape, plane.dtype.str)).encode())
+    h.update(np.ascontiguousarray(plane).data)
+    return h.hexdigest()
+
+
+def _planes_with_labels(image: Any, labels: Any, axes: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    planes, stack = to_planes(image, axes)
+    lab = np.asarray(labels)
+    plane_shape = planes[0].shape[:2]
+    if lab.shape != tuple(stack) + plane_shape:
+        raise InputError(
+            f"labels have shape {lab.shape} but the image has planes of {plane_shape}"
+            f"{' in a stack of ' + str(stack) if stack else ''}; labels must have shape {tuple(stack) + plane_shape}.")
+    lab = lab.reshape((-1,) + plane_shape)
+    return [(p, check_labels(l, plane_shape)) for p, l in zip(planes, lab)]
+
+
