@@ -1,7 +1,7 @@
 """Realistic benchmark inputs: a synthetic 1024 x 1024 scene and a 256-channel embedding of it.
 
-The embedding imitates a vision-transformer feature map: a 64 x 64 grid (16 px
-patches) whose cells mix per-class directions by the fraction of each class in
+The embedding imitates a vision-transformer feature map: a 128 x 128 grid (8 px
+patches, as SAM or DINOv3 at twice the input size) whose cells mix per-class directions by the fraction of each class in
 the cell, plus a smooth random field and white noise, so that classes are
 separable but not trivially; it is read at pixels with the library's bilinear
 upsampler, exactly as a SAM or DINOv3 embedding would be.
@@ -21,22 +21,26 @@ def scene(size: int = 1024, *, seed: int = 0):
     return make_synthetic_image((size, size), n_cells=max(6, size * size // 1600), random_state=seed)
 
 
-def class_embedding(semantic: np.ndarray, *, channels: int = 256, patch: int = 16, seed: int = 0,
-                    signal: float = 1.0, smooth_noise: float = 0.6, white_noise: float = 0.6) -> Embedding:
-    """A (channels, H/patch, W/patch) embedding correlated with ``semantic`` (classes 1..K)."""
-    rng = np.random.default_rng(seed)
+def class_embedding(semantic: np.ndarray, *, channels: int = 256, patch: int = 8, model_seed: int = 0,
+                    image_seed: int = 0, smooth_noise: float = 0.6, white_noise: float = 0.6) -> Embedding:
+    """A (channels, H/patch, W/patch) embedding correlated with ``semantic`` (classes 1..K).
+
+    ``model_seed`` fixes the class directions (the "model"), ``image_seed`` the noise
+    of this image: two images embedded by one model share directions only.
+    """
     H, W = semantic.shape
     h, w = H // patch, W // patch
     classes = np.unique(semantic)
     # fraction of every class in every patch: (K, h, w)
     frac = np.stack([(semantic[: h * patch, : w * patch] == c).reshape(h, patch, w, patch).mean(axis=(1, 3))
-                     for c in classes])
-    directions = rng.standard_normal((channels, len(classes))).astype(np.float32)
-    data = signal * np.tensordot(directions, frac.astype(np.float32), axes=1)
+                     for c in classes]).astype(np.float32)
+    directions = np.random.default_rng(model_seed).standard_normal((channels, len(classes))).astype(np.float32)
+    data = np.tensordot(directions, frac, axes=1)
+    rng = np.random.default_rng([model_seed, image_seed])
     field = ndi.gaussian_filter(rng.standard_normal((channels, h, w)).astype(np.float32), (0, 3, 3))
     field /= field.std() + 1e-12
     data += smooth_noise * field + white_noise * rng.standard_normal((channels, h, w)).astype(np.float32)
-    return Embedding(data.astype(np.float32), EmbeddingGeometry((H, W), step=(H / h, W / w)), extractor="synthetic")
+    return Embedding(data, EmbeddingGeometry((H, W), step=(H / h, W / w)), extractor="synthetic")
 
 
 def dense_features(embedding: Embedding, out_shape=None, band_rows: int = 128) -> np.ndarray:

@@ -28,7 +28,7 @@ class Counting(FeatureExtractor):
 
     def _embed_plane(self, plane):
         type(self).calls += 1
-        x = plane.astype(np.float32).mean(axis=-1)
+        x = plane.astype(np.float32).mean(axis=-1) / np.float32(4000)
         h, w = (s // 4 for s in x.shape)
         pooled = x[: 4 * h, : 4 * w].reshape(h, 4, w, 4).mean(axis=(1, 3))
         scale = float(self.options.get("scale", 1.0))
@@ -75,7 +75,7 @@ def test_other_image_option_or_dtype_misses(tmp_path, ex):
     cache.embed(ex, img(0).astype(np.int32))  # same values, other dtype
     assert Counting.calls == 4
     cache.embed(Counting(SPEC, tile_shape=32), img(0))  # tiling is part of the key
-    assert Counting.calls == 5 + 3  # a 64 x 48 image in 32-px tiles with a 4-px halo: 4 tiles
+    assert Counting.calls == 4 + 6  # a 64 x 48 image in 32-px tiles with a 4-px halo: 3 x 2 tiles
     assert len(cache) == 5
     keys = {cache.key(ex, img(0)), cache.key(ex, img(1)), cache.key(Counting(SPEC, scale=2.0), img(0))}
     assert len(keys) == 3 and all(len(k) == 32 for k in keys)

@@ -148,6 +148,15 @@ def test_tile_with_halo_reproduces_whole_image_features():
     assert not np.array_equal(short[:, g:-g, g:-g], whole[:, 40:80, 40:80])
 
 
+def test_core_tiling_uses_the_halo_these_sigmas_need():
+    img = np.random.default_rng(7).random((150, 140)).astype(np.float32)
+    ext = filters(sigmas=[1.0, 6.0], features=["gaussian", "structure_tensor"], tile_shape=96)
+    assert ext.options["halo"] == ext.halo > vfm_features.get_spec("filters").halo
+    np.testing.assert_array_equal(ext.embed(img).data, filters(sigmas=[1.0, 6.0], features=["gaussian", "structure_tensor"]).embed(img).data)
+    with pytest.warns(UserWarning, match="halo"):
+        filters(tile_shape=96, halo=4)
+
+
 @pytest.mark.parametrize("sigmas", [[0], [-1.0], [float("nan")], [float("inf")], [], ["big"], [1.0, 1.0]])
 def test_bad_sigmas_are_rejected(sigmas):
     with pytest.raises(InputError, match="sigmas"):

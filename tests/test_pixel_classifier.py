@@ -104,3 +104,12 @@ def test_sklearn_conventions():
     assert c2.get_params() == params
     with pytest.raises(ValueError, match="Invalid parameter"):
         clf.set_params(nope=1)
+
+
+def test_instance_mask_as_labels_and_object_extractor_are_refused(small_data):
+    d = small_data[0]
+    many = np.arange(96 * 96).reshape(96, 96) % 400 + 1
+    with pytest.raises(InputError, match="out of range"):
+        PixelClassifier("filters", n_estimators=2).fit(d.image, many)
+    with pytest.raises(InputError, match="pixel extractor"):
+        PixelClassifier("regionprops").fit(d.image, d.semantic)

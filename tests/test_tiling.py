@@ -253,3 +253,36 @@ def test_stack_gives_one_embedding_per_slice():
             np.testing.assert_allclose(emb.data, local().embed(stack[z]).data, rtol=1e-5, atol=1e-5)
     with pytest.raises(InputError, match="embed_stack"):
         local().embed(stack, axes="ZYX")
+
+
+def test_shortened_last_tile_of_a_resizing_model_is_padded_instead():
+    class Stretch(LocalPool):  # stretches any input to 64 x 64 but declares no input size
+        def _embed_plane(self, plane):
+            self.calls = getattr(self, "calls", 0) + 1
+            h, w = plane.shape[:2]
+            x = plane if (h, w) == (64, 64) else ndimage.zoom(plane, (64 / h, 64 / w, 1), order=1)
+            return Embedding(_local_features(x, 8), EmbeddingGeometry((h, w), (8 * h / 64, 8 * w / 64)))
+
+    img = image((150, 100))  # the last 64-px tiles would be 62 and 60 px: other steps
+    ex = Stretch(ExtractorSpec("fake:stretch", factory=Stretch, patch_size=8, halo=8), tile_shape=64)
+    emb = ex.embed(img)
+    n = emb.meta["tiling"]["n_tiles"]
+    rows, cols = 3, 2  # origins 0, 48, 88 (y) and 0, 40 (x)
+    assert n == rows * cols and ex.calls == n + rows + cols - 1  # every shortened tile embedded twice
+    assert emb.geometry.step == (8.0, 8.0)
+    np.testing.assert_allclose(emb.data, local(patch=8).embed(img).data, rtol=1e-5, atol=1e-5)
+
+
+def test_extractor_that_drops_partial_cells_is_matched():
+    class Floor(LocalPool):
+        def _embed_plane(self, plane):
+            h, w = (s // 4 * 4 for s in plane.shape[:2])
+            emb = super()._embed_plane(plane[:h, :w])
+            return Embedding(emb.data, EmbeddingGeometry(plane.shape[:2], (4.0, 4.0)))
+
+    spec = ExtractorSpec("fake:floor", factory=Floor, patch_size=4, halo=4)
+    img = image((101, 77))
+    whole = Floor(spec).embed(img)
+    tiled = Floor(spec, tile_shape=48).embed(img)
+    assert tiled.data.shape == whole.data.shape == (2, 25, 19)
+    np.testing.assert_allclose(tiled.data, whole.data, rtol=1e-5, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -30,6 +31,9 @@ class FilterExtractor(FeatureExtractor):
       raw values as ilastik uses them.
     - ``n_threads``: threads over (channel, sigma) jobs; default: all CPU cores.
       Does not change the features, so it is left out of :meth:`signature`.
+    - ``tile_shape``, ``halo``: embed large planes tile by tile (core tiling). ``halo``
+      defaults to :attr:`halo`, what these sigmas and features need for tiles that
+      equal the whole-image features exactly; a smaller one warns.
 
     Output channels are ordered channel -> feature -> sigma -> component and named by
     :meth:`feature_names`; the embedding has the image's resolution (identity geometry).
@@ -37,15 +41,25 @@ class FilterExtractor(FeatureExtractor):
 
     def __init__(self, spec, *, sigmas: Sequence[float] = DEFAULT_SIGMAS,
                  features: Sequence[str] = DEFAULT_FEATURES, normalization: str = "none",
-                 n_threads: int | None = None) -> None:
+                 n_threads: int | None = None, tile_shape: Any = None, halo: Any = None) -> None:
         sigmas = check_sigmas(sigmas)
         features = check_features(features)
         if normalization not in NORMALIZATIONS:
             raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
             raise InputError(f"n_threads must be a positive integer or None; got {n_threads!r}.")
+        tiling = {}
+        if tile_shape is not None:
+            needed = halo_for(features, sigmas)
+            if halo is None:
+                halo = needed  # the core would fall back to spec.halo, which assumes the default sigmas
+            elif _smallest(halo) < needed:
+                warnings.warn(f"halo={halo!r} is smaller than the {needed} px that sigmas={list(sigmas)} need; "
+                              "tiled features will differ from whole-image ones near tile seams.",
+                              UserWarning, stacklevel=2)
+            tiling = {"tile_shape": tile_shape, "halo": halo}
         super().__init__(spec, sigmas=sigmas, features=features, normalization=normalization,
-                         n_threads=n_threads)
+                         n_threads=n_threads, **tiling)
 
     @property
     def sigmas(self) -> tuple[float, ...]:
@@ -89,7 +103,7 @@ class FilterExtractor(FeatureExtractor):
                 feature = FEATURES[name]
                 feature.compute(bank, [out[k] for k in self._slots(c, name, i, C)])
 
-        n_threads = min(self.options["n_threads"] or os.cpu_count() or 1, len(jobs))
+        n_threads = min(self.options["n_threads"] or _usable_cpus(), len(jobs))
         if n_threads > 1:
             with ThreadPoolExecutor(n_threads) as pool:
                 list(pool.map(run, jobs))
@@ -109,3 +123,19 @@ class FilterExtractor(FeatureExtractor):
                 return range(start, start + n_out)
             start += len(self.sigmas) * n_out
         raise KeyError(feature)
+
+
+def _smallest(halo: Any) -> float:
+    """Smallest entry of an int or (y, x) halo; +inf for malformed ones (the core's Tiling rejects those)."""
+    try:
+        return float(np.min(np.asarray(halo, dtype=float)))
+    except (TypeError, ValueError):
+        return float("inf")
+
+
+def _usable_cpus() -> int:
+    """CPU cores this process may run on (respects affinity and container limits where visible)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

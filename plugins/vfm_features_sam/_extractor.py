@@ -15,6 +15,7 @@ import numpy as np
 from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError
 from vfm_features.device import PRECISIONS, autocast, resolve_device
 from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
+from vfm_features.tiling import tiling_for
 from vfm_features.weights import fetch_weights, load_state_dict
 
 from ._checkpoint import check_architecture, encoder_state
@@ -83,11 +84,14 @@ class SamExtractor(FeatureExtractor):
     def __init__(self, spec: Any, *, architecture: str | SamArchitecture = "vit_b", weights: Any = None,
                  pretrained: bool = True, trust_checkpoint: bool = False, device: Any = "auto",
                  precision: str = "float32", batch_size: int = 1, channels: str | Sequence[int] = "sum",
-                 normalization: str = "auto", seed: int = 0, progress: Any = True) -> None:
+                 normalization: str = "auto", seed: int = 0, progress: Any = True,
+                 tile_shape: Any = None, halo: Any = None) -> None:
         super().__init__(spec, architecture=architecture, weights=weights, pretrained=pretrained,
                          trust_checkpoint=trust_checkpoint, device=device, precision=precision,
                          batch_size=batch_size, channels=channels, normalization=normalization,
                          seed=seed, progress=progress)
+        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
+            self.options.update(tile_shape=tile_shape, halo=halo)
         _architecture(architecture)
         if str(precision).strip().lower() not in PRECISIONS:
             raise InputError(f"precision={precision!r} is unknown; use 'float32', 'bfloat16' or 'float16'.")
@@ -107,6 +111,7 @@ class SamExtractor(FeatureExtractor):
         self._device: str | None = None
         self._weights: tuple[Any, str] | None = None  # (path, verified hash)
         self._layout: str | None = None
+        self._views_ready = False  # True while tiles of already prepared views are embedded
 
     # -- description ---------------------------------------------------------
     @property
@@ -187,10 +192,30 @@ class SamExtractor(FeatureExtractor):
     def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
         """Embed a stack slice by slice, ``batch_size`` model inputs per forward pass."""
         planes, _ = to_planes(image, axes)
+        if tiling_for(self) is not None:
+            return [self.embed_plane(p) for p in planes]
         return self._embed_planes(planes)
+
+    def embed_plane(self, plane: np.ndarray, *, progress: Any = None) -> Embedding:
+        """Embed a (Y, X, C) plane; when tiled, intensities are scaled once for the whole plane.
+
+        Scaling each tile on its own (min-max, percentiles) would give every tile
+        other intensities and visible seams, so the views are prepared here and
+        the tiles only cut them.
+        """
+        if tiling_for(self) is None:
+            return super().embed_plane(plane, progress=progress)
+        views = np.concatenate(self._views(plane), axis=-1)
+        self._views_ready = True
+        try:
+            return super().embed_plane(views, progress=progress)
+        finally:
+            self._views_ready = False
 
     def _views(self, plane: np.ndarray) -> list[np.ndarray]:
         """The (Y, X, 3) float32 images in 0..255 that go to the model for one (Y, X, C) plane."""
+        if self._views_ready:  # a tile of views prepared by embed_plane
+            return [plane[..., i:i + 3] for i in range(0, plane.shape[-1], 3)]
         channels = self.options["channels"]
         if channels == "per_channel":
             parts = [plane[..., [c]] for c in range(plane.shape[-1])]

@@ -21,8 +21,9 @@ from ._models import DEFAULT_STRIDE, INPUT_SIZE, MODELS, OUT_CHANNELS, PIXEL_MEA
 
 _ENCODER_PREFIX = "image_encoder."
 _ALLOWED_TARGET_PREFIX = "sam2.modeling."
-_SEED = 0  # random initialisation (pretrained=False) is reproducible
 _CHANNEL_MODES = ("sum", "rgb", "per_channel")
+# Options that do not change the features (left out of the signature; weights_hash names the weights).
+_RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpoint")
 
 
 class Sam2Extractor(FeatureExtractor):
@@ -34,34 +35,37 @@ class Sam2Extractor(FeatureExtractor):
     output is one FPN level of the encoder, 256 channels: stride 16 (64 x 64 cells,
     the map SAM2's mask decoder uses as image embedding) by default.
 
-    Options (keyword-only):
+    Options (keyword-only; stored, nothing loads before the first ``embed`` or ``load()``):
 
-    - ``weights``: a checkpoint file (``torch.save({"model": state_dict})`` as Meta
-      publishes them, or a plain state dict with ``image_encoder.*`` keys). Default:
-      the variant's published file, downloaded into the cache on first use.
-    - ``pretrained``: False builds a randomly initialised encoder (seeded, so
-      reproducible): a baseline that needs no download.
-    - ``device``: 'auto' (default), 'cpu', 'cuda', 'cuda:1', 'mps'.
+    - ``weights``: a checkpoint file (``{"model": state_dict}`` as Meta publishes
+      them, or a plain state dict with ``image_encoder.*`` keys). Default: the
+      variant's published file from the cache, downloaded on first use.
+    - ``pretrained``: False builds a randomly initialised encoder (``seed``,
+      reproducible) and reads no file: a baseline that needs no download.
+    - ``trust_checkpoint``: allow a checkpoint that pickles Python objects (see
+      :func:`vfm_features.weights.load_state_dict`; runs code from the file).
+    - ``device``: 'auto' (cuda, then mps, then cpu) or an explicit device.
     - ``precision``: 'float32' (default), 'bfloat16' or 'float16' (autocast).
-    - ``batch_size``: images per forward pass (planes of a stack, or channels with
-      ``channels='per_channel'``); default 1.
-    - ``channels``: 'sum' (default: channels summed to grey, replicated to RGB),
-      'rgb' (a 3-channel image kept as colour), 'per_channel' (each channel embedded
-      on its own; features concatenated, 256 per channel) or a list of channel
-      indices (selected, then 3 are kept as colour and other counts summed).
-    - ``normalization``: intensity scaling to 0..1 before the ImageNet statistics,
-      see :func:`vfm_features.preprocess.normalize_intensity`; default 'auto'.
+    - ``batch_size``: model inputs per forward pass (planes of a stack, or channels).
+    - ``channels``: 'sum' (all channels summed to grey, replicated to RGB; the
+      default), 'rgb' (a 3-channel image kept as colour; other counts summed),
+      'per_channel' (each channel embedded on its own, features concatenated:
+      256 x C) or a list of channel indices (that subset, then as 'rgb').
+    - ``normalization``: intensity scaling to 0..1 before the ImageNet statistics
+      (see :func:`vfm_features.preprocess.normalize_intensity`); clipped to 0..1.
     - ``level``: stride of the FPN level returned: 16 (default), 8 or 4. The
       stride-8 and stride-4 levels are the raw 256-channel neck outputs (SAM2's mask
       decoder projects them to 64 and 32 channels; that projection is not applied).
     - ``input_size``: side of the square model input, a multiple of 32; default
-      1024, the size the models were trained at. Smaller is faster but coarser.
+      the config's ``image_size`` (1024, the size the models were trained at).
+      Smaller is faster but coarser.
     - ``config``: a SAM2 model config (YAML file or mapping with
       ``model.image_encoder``, or the ``image_encoder`` mapping itself) for
       architectures other than the released ones; only ``sam2.modeling.*`` classes
       may be instantiated.
-    - ``trust_checkpoint``: allow a checkpoint that pickles Python objects (see
-      :func:`vfm_features.weights.load_state_dict`); default False.
+    - ``seed``: seed of the random initialisation (``pretrained=False``); default 0.
+    - ``progress``: download progress: True (tqdm bar), False, or a callable
+      ``progress(bytes_done, bytes_total_or_None)``.
 
     The encoder's ``no_mem_embed`` (a constant 256-vector that SAM2's image
     predictor adds to the stride-16 map) is not added: it shifts every cell by the
@@ -69,41 +73,44 @@ class Sam2Extractor(FeatureExtractor):
     """
 
     def __init__(self, spec, *, weights: str | os.PathLike | None = None, pretrained: bool = True,
-                 device: str = "auto", precision: str = "float32", batch_size: int = 1,
-                 channels: str | Sequence[int] = "sum", normalization: str = "auto",
+                 trust_checkpoint: bool = False, device: str = "auto", precision: str = "float32",
+                 batch_size: int = 1, channels: str | Sequence[int] = "sum", normalization: str = "auto",
                  level: int = DEFAULT_STRIDE, input_size: int | None = None,
-                 config: str | os.PathLike | Mapping | None = None, trust_checkpoint: bool = False) -> None:
+                 config: str | os.PathLike | Mapping | None = None, seed: int = 0, progress: Any = True) -> None:
         if spec.variant not in MODELS and config is None:
             raise InputError(f"{spec.name} is not a released SAM2 model ({', '.join(MODELS)}); "
                              "pass its architecture with config=PATH_TO_YAML.")
         if not isinstance(pretrained, bool):
             raise InputError(f"pretrained must be True or False; got {pretrained!r}.")
+        if not pretrained and weights is not None:
+            raise InputError("pretrained=False builds random weights; leave weights unset or use pretrained=True.")
         if str(precision).strip().lower() not in PRECISIONS:
             raise InputError(f"precision={precision!r} is unknown; use 'float32', 'bfloat16' or 'float16'.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size={batch_size!r}; expected a positive integer.")
         channels = _check_channels(channels)
         if normalization not in NORMALIZATIONS:
             raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
         if level not in STRIDES:
             raise InputError(f"level={level!r} is not an FPN stride of the SAM2 image encoder; "
                              f"use one of {STRIDES} (16 = the decoder's image embedding, 64 x 64 cells).")
-        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, int)
+        if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer))
                                        or input_size < 64 or input_size % 32):
             raise InputError(f"input_size must be a multiple of 32 of at least 64 (Hiera windows and the "
                              f"FPN need it); got {input_size!r}. The models were trained at {INPUT_SIZE}.")
         if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
             raise InputError(f"config must be a YAML file path or a mapping; got {type(config).__name__}.")
         super().__init__(
-            spec, weights=None if weights is None else str(weights), pretrained=pretrained, device=device,
-            precision=str(precision).strip().lower(), batch_size=batch_size, channels=channels,
-            normalization=normalization, level=level, input_size=input_size,
-            config=str(config) if isinstance(config, (str, os.PathLike)) else config,
-            trust_checkpoint=trust_checkpoint)
+            spec, weights=None if weights is None else str(weights), pretrained=pretrained,
+            trust_checkpoint=trust_checkpoint, device=device, precision=str(precision).strip().lower(),
+            batch_size=int(batch_size), channels=channels, normalization=normalization, level=int(level),
+            input_size=None if input_size is None else int(input_size),
+            config=str(config) if isinstance(config, (str, os.PathLike)) else config, seed=int(seed),
+            progress=progress)
         self._encoder = None
         self._device: str | None = None
         self._input_size: int | None = None
-        self._weights: tuple[Path, str] | None = None  # (file, "sha256:…")
+        self._weights: tuple[Path, str] | None = None  # (file, verified "algo:hexdigest")
 
     # -- description ---------------------------------------------------------
     @property
@@ -123,15 +130,17 @@ class Sam2Extractor(FeatureExtractor):
 
     def signature(self) -> dict[str, Any]:
         sig = super().signature()
-        for key in ("device", "batch_size", "trust_checkpoint"):  # do not change the features
-            sig["options"].pop(key, None)
+        sig["options"] = {k: v for k, v in sig["options"].items() if k not in _RUNTIME_OPTIONS}
         return sig
 
     @property
-    def weights_hash(self) -> str | None:
-        """``sha256:…`` of the checkpoint in use (resolving, maybe downloading it); None for random init."""
+    def weights_hash(self) -> str:
+        """Checksum ("algo:hexdigest") of the checkpoint in use, resolving (maybe downloading) it.
+
+        Random weights report ``random-init:<variant>:seed=<seed>``.
+        """
         if not self.options["pretrained"]:
-            return None
+            return f"random-init:{self.spec.variant}:seed={self.options['seed']}"
         return self._weights_file()[1]
 
     # -- model ---------------------------------------------------------------
@@ -150,11 +159,11 @@ class Sam2Extractor(FeatureExtractor):
         from hydra.utils import instantiate
 
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_SEED)
+            torch.manual_seed(self.options["seed"])
             encoder = instantiate(encoder_cfg)
         if state is not None:
             self._load_state(encoder, state)
-        self._encoder = encoder.eval().to(device)
+        self._encoder = encoder.eval().requires_grad_(False).to(device)
         self._device = device
         self._input_size = int(self.options["input_size"] or model_size or INPUT_SIZE)
         return self
@@ -193,13 +202,9 @@ class Sam2Extractor(FeatureExtractor):
 
     def _weights_file(self) -> tuple[Path, str]:
         if self._weights is None:
-            from vfm_features import weights as W
+            from vfm_features.weights import fetch_weights
 
-            user = self.options["weights"]
-            path = W.resolve_weights(self.spec, user)
-            digest = (f"sha256:{W.file_hash(path)}" if user is not None
-                      else W.verify_checksum(path, self.spec.weights_hash))
-            self._weights = (path, digest)
+            self._weights = fetch_weights(self.spec, self.options["weights"], progress=self.options["progress"])
         return self._weights
 
     def _checkpoint_state(self) -> dict:
@@ -244,16 +249,14 @@ class Sam2Extractor(FeatureExtractor):
 
     def _model_images(self, plane: np.ndarray) -> list[np.ndarray]:
         """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
-        channels, norm = self.options["channels"], self.options["normalization"]
-        n = plane.shape[-1]
+        channels = self.options["channels"]
         if channels == "per_channel":
-            return [normalize_intensity(to_rgb(plane[..., c:c + 1]), norm) for c in range(n)]
-        if channels == "rgb":
-            if n not in (3, 4):
-                raise InputError(f"channels='rgb' needs an RGB(A) image; got {n} channel(s). "
-                                 "Use channels='sum', 'per_channel' or a list of channel indices.")
-            return [normalize_intensity(plane[..., :3], norm)]
-        return [normalize_intensity(to_rgb(select_channels(plane, channels)), norm)]
+            parts = [plane[..., c:c + 1] for c in range(plane.shape[-1])]
+        elif channels == "rgb":
+            parts = [plane]
+        else:  # "sum" or indices
+            parts = [select_channels(plane, channels)]
+        return [np.clip(normalize_intensity(to_rgb(p), self.options["normalization"]), 0, 1) for p in parts]
 
     def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
         import torch

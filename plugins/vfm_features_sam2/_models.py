@@ -66,9 +66,9 @@ MODELS: dict[str, Sam2Model] = {m.variant: m for m in (
               "facebook/sam2-hiera-large", 224.4),
 )}
 
-# hiera_b+ costs about as much as sam:vit_b on a CPU (the sam plugin's default), so
-# families are compared at similar cost; hiera_l is about 3x slower.
-DEFAULT_VARIANT = "hiera_b+"
+# The best SAM 2.1 model; on a CPU it still costs less than sam:vit_b, the sam
+# family's default (docs/models.md has the timings).
+DEFAULT_VARIANT = "hiera_l"
 
 _SIZE_WORDS = {"t": "tiny", "s": "small", "b+": "base+", "l": "large"}
 
@@ -81,7 +81,7 @@ def _spec(model: Sam2Model) -> ExtractorSpec:
         description=(f"SAM {model.release} Hiera-{size} image encoder (Hiera trunk + FPN neck), "
                      f"stride-16 level by default ({model.params_m:g}M parameters in the whole model)"),
         default=model.variant == DEFAULT_VARIANT,
-        n_features=None,  # 256, or 256 per channel with channels="per_channel"
+        n_features=OUT_CHANNELS,  # 256 per channel with channels="per_channel"
         input_size=INPUT_SIZE,
         patch_size=DEFAULT_STRIDE,
         global_context=True,
@@ -93,6 +93,7 @@ def _spec(model: Sam2Model) -> ExtractorSpec:
         license="Apache-2.0",
         gated=False,
         requires=("torch", "sam2", "hydra"),
+        options={"channels": "sum", "level": DEFAULT_STRIDE},
     )
 
 

@@ -30,6 +30,7 @@ _LAZY = {
     "sample_objects": "sampling",
     "aggregate_embedding": "aggregate",
     "make_synthetic": "synthetic",
+    "EmbeddingCache": "cache",
 }
 
 

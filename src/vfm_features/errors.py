@@ -32,3 +32,7 @@ class ExtractorMismatchError(VFMFeaturesError, ValueError):
 
 class WeightsError(VFMFeaturesError, RuntimeError):
     """Weights that are missing, cannot be downloaded, or fail their checksum."""
+
+
+class UnknownOptionError(InputError, TypeError):
+    """An option that the extractor does not take (a TypeError too, as for a bad keyword)."""

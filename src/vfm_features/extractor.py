@@ -141,6 +141,10 @@ class ObjectFeatureExtractor(ABC):
     def signature(self) -> dict[str, Any]:
         return {"extractor": self.name, "options": _jsonable(self.options)}
 
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({self.name!r}{', ' + opts if opts else ''})"
+
     @abstractmethod
     def object_features(self, image: Any, mask: np.ndarray, *, axes: str | None = None) -> ObjectFeatures:
         """Features of every object in ``mask``; ids sorted ascending."""

@@ -166,7 +166,12 @@ class PixelClassifier(ClassifierMixin, BaseEstimator):
     # -- extractor bookkeeping -----------------------------------------------
     def _get_extractor(self):
         if getattr(self, "extractor_", None) is None:
-            self.extractor_ = build_extractor(self.extractor, self.extractor_options)
+            extractor = build_extractor(self.extractor, self.extractor_options)
+            if getattr(extractor, "kind", "pixel") != "pixel":
+                raise InputError(
+                    f"{extractor.name} computes per-object features; a PixelClassifier needs a pixel extractor "
+                    "such as 'filters' or 'sam:vit_b' (use ObjectClassifier for object features).")
+            self.extractor_ = extractor
         return self.extractor_
 
     def _check_signature(self, extractor) -> None:

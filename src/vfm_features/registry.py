@@ -12,7 +12,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginValidationError, UnknownExtractorError
+from .errors import PluginValidationError, UnknownExtractorError, UnknownOptionError
 from .spec import ExtractorSpec
 
 _NAME = re.compile(r"^[a-z0-9_]+:[a-z0-9_.+\-]+$")
@@ -125,7 +125,16 @@ class Registry:
                 f"Extractor {spec.name!r} needs the package(s) {', '.join(missing)}, which are not installed. "
                 f"Install them with: pip install 'vfm-features[{extra}]'")
         merged = {**spec.options, **options}
-        return spec.load_factory()(spec, **merged)
+        factory = spec.load_factory()
+        try:
+            return factory(spec, **merged)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            known = ", ".join(sorted(spec.options)) or "none"
+            raise UnknownOptionError(
+                f"Extractor {spec.name!r} does not take that option ({exc}). Its options: {known}; "
+                "see 'vfm-features list --details'.") from None
 
 
 def _with_plugin(spec: ExtractorSpec, plugin_name: str) -> ExtractorSpec:

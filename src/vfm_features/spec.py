@@ -71,5 +71,6 @@ class ExtractorSpec:
             "license": self.license or "-",
             "gated": self.gated,
             "requires": ", ".join(self.requires) or "-",
+            "options": ", ".join(f"{k}={v!r}" for k, v in self.options.items()) or "-",
             "plugin": self.plugin,
         }

@@ -1,15 +1,18 @@
 """Seeded synthetic microscopy-like data with instance masks and per-object classes.
 
-Three cell types that differ in size, intensity and texture, on a noisy
-background with uneven illumination:
+Three cell types on a noisy background with uneven illumination. Their sizes
+and brightness overlap on purpose, and a few cells of every type are atypical
+(a ring with a half-filled centre, a granular cell with few spots), so that
+classifiers need many labels to approach a perfect score and label-efficiency
+curves are not flat:
 
-=====  ===========  ===============  =========================================
-class  name         size (radius)    appearance
-=====  ===========  ===============  =========================================
-1      round        small (4-7 px)   bright, smooth, round
-2      granular     large (10-15)    dim, elongated, speckled with bright spots
-3      ring         medium (7-10)    bright rim, dark interior
-=====  ===========  ===============  =========================================
+=====  ===========  ================  ===========================================
+class  name         size (radius px)  appearance
+=====  ===========  ================  ===========================================
+1      round        small (4-8)       bright, smooth, dimmer towards the rim
+2      granular     large (7-13 x 5-9)  dim, elongated, speckled with bright spots
+3      ring         medium (6-10)     bright rim, darker interior
+=====  ===========  ================  ===========================================
 
 Pixel classification uses the semantic map: 1 = background, 2..4 = class 1..3.
 """
@@ -22,6 +25,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 CELL_TYPES = ("round", "granular", "ring")
+ATYPICAL = 0.15  # fraction of cells drawn with an appearance close to another type
+PHOTONS = 500.0  # photon count of intensity 1.0 (sets the shot noise)
 
 
 @dataclass
@@ -34,6 +39,30 @@ class SyntheticImage:
     def scribbles(self, fraction: float = 0.02, *, random_state=None, width: int = 1) -> np.ndarray:
         """Sparse labels like brush strokes: short random lines inside each class region."""
         return make_scribbles(self.semantic, fraction, random_state=random_state, width=width)
+
+
+def _semi_axes(rng, cls: int) -> tuple[float, float]:
+    if cls == 1:
+        a = rng.uniform(4, 8)
+        return a, a
+    if cls == 2:
+        return rng.uniform(7, 13), rng.uniform(5, 9)
+    a = rng.uniform(6, 10)
+    return a, a
+
+
+def _texture(rng, cls: int, r: np.ndarray, atypical: bool) -> np.ndarray:
+    """Intensity of the pixels at normalised radius ``r`` (0 centre, 1 rim) of one cell."""
+    if cls == 1:
+        peak = rng.uniform(0.5, 1.0)
+        return peak * (1.0 - (0.6 if atypical else 0.3) * r**2)
+    if cls == 2:
+        density = rng.uniform(0.02, 0.05) if atypical else rng.uniform(0.08, 0.16)
+        spots = (rng.random(r.shape) < density).astype(np.float32)
+        return rng.uniform(0.25, 0.45) + rng.uniform(0.35, 0.55) * spots
+    rim = rng.uniform(0.5, 0.9)
+    inner = rng.uniform(0.45, 0.65) * rim if atypical else rng.uniform(0.1, 0.3)
+    return np.where(r > rng.uniform(0.55, 0.7), rim, inner)
 
 
 def _place(rng, occupied, shape, radius, max_tries=60):
@@ -52,7 +81,6 @@ def make_synthetic_image(shape=(256, 256), n_cells: int = 40, *, random_state=No
     """One image with about ``n_cells`` cells of the three types in equal proportion."""
     rng = np.random.default_rng(random_state)
     H, W = shape
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     instances = np.zeros(shape, np.int32)
     signal = np.zeros(shape, np.float32)
     classes: dict[int, int] = {}
@@ -60,16 +88,16 @@ def make_synthetic_image(shape=(256, 256), n_cells: int = 40, *, random_state=No
     next_id = 1
     for k in range(n_cells):
         cls = 1 + k % 3
-        if cls == 1:
-            a = b = rng.uniform(4, 7)
-        elif cls == 2:
-            a, b = rng.uniform(12, 15), rng.uniform(8, 10)
-        else:
-            a = b = rng.uniform(7, 10)
+        a, b = _semi_axes(rng, cls)
         pos = _place(rng, occupied, shape, max(a, b))
         if pos is None:
             continue
         cy, cx = pos
+        # draw in a window around the cell only
+        R = int(np.ceil(max(a, b))) + 3
+        y0, y1 = max(int(cy) - R, 0), min(int(cy) + R + 1, H)
+        x0, x1 = max(int(cx) - R, 0), min(int(cx) + R + 1, W)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         theta = rng.uniform(0, np.pi)
         dy, dx = yy - cy, xx - cx
         u = dx * np.cos(theta) + dy * np.sin(theta)
@@ -78,28 +106,25 @@ def make_synthetic_image(shape=(256, 256), n_cells: int = 40, *, random_state=No
         inside = r <= 1.0
         if not inside.any():
             continue
-        instances[inside] = next_id
-        occupied |= ndi.binary_dilation(inside, iterations=2)
+        window = (slice(y0, y1), slice(x0, x1))
+        instances[window][inside] = next_id
+        occupied[window] |= ndi.binary_dilation(inside, iterations=2)
         classes[next_id] = cls
-        if cls == 1:
-            signal[inside] = rng.uniform(0.8, 1.0) * (1.0 - 0.3 * r[inside] ** 2)
-        elif cls == 2:
-            spots = (rng.random(int(inside.sum())) < 0.12).astype(np.float32)
-            signal[inside] = rng.uniform(0.25, 0.35) + 0.5 * spots
-        else:
-            signal[inside] = np.where(r[inside] > 0.65, rng.uniform(0.75, 0.95), 0.12)
+        signal[window][inside] = _texture(rng, cls, r[inside], rng.random() < ATYPICAL)
         next_id += 1
     signal = ndi.gaussian_filter(signal, 0.8)
-    # uneven illumination: a smooth multiplicative field plus an additive offset
+    # uneven illumination: a smooth multiplicative field plus a smooth additive background
+    yy, xx = np.ogrid[0:H, 0:W]
     field = 0.6 + 0.4 * np.sin(yy / H * np.pi * rng.uniform(0.5, 1.5) + rng.uniform(0, 3)) * np.cos(
         xx / W * np.pi * rng.uniform(0.5, 1.5))
-    background = 0.08 + 0.04 * ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 8) * 10
-    img = (signal + background) * field
-    img = rng.poisson(np.clip(img, 0, None) * 800).astype(np.float32) + rng.normal(100, 6, shape)
+    background = 0.1 + 0.4 * ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 8)
+    img = (signal + np.clip(background, 0, None)) * field
+    img = rng.poisson(np.clip(img, 0, None) * PHOTONS).astype(np.float32) + rng.normal(100, 8, shape)
     image = np.clip(img, 0, 65535).astype(np.uint16)
-    semantic = np.ones(shape, np.uint8)
+    lut = np.zeros(next_id, np.uint8)
     for oid, cls in classes.items():
-        semantic[instances == oid] = cls + 1
+        lut[oid] = cls
+    semantic = (lut[instances] + 1).astype(np.uint8)
     return SyntheticImage(image=image, instances=instances, object_classes=classes, semantic=semantic)
 
 

@@ -163,12 +163,15 @@ def plan_tiles(image_shape: Sequence[int], tiling: Tiling, cell: int | Sequence[
 def tiling_for(extractor: FeatureExtractor) -> Tiling | None:
     """The tiling an extractor's options ask for (``tile_shape``, optional ``halo``), or None.
 
-    Without a ``halo`` option the spec's ``halo`` is used.
+    Without a ``halo`` option the extractor's own ``halo`` (which may depend on
+    its options) or else the spec's ``halo`` is used.
     """
     tile_shape = extractor.options.get("tile_shape")
     if tile_shape is None:
         return None
     halo = extractor.options.get("halo")
+    if halo is None:
+        halo = getattr(extractor, "halo", None)
     return Tiling(tile_shape, extractor.spec.halo if halo is None else halo)
 
 
@@ -217,7 +220,8 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
 
     Each tile goes through ``extractor._embed_plane``; ``progress(done, total)``
     is called after each tile. The result has geometry origin (0, 0), the common
-    step of the tiles and ``ceil(image / step)`` cells per axis, and its ``meta``
+    step of the tiles and as many cells per axis as the extractor gives a plane
+    ending at the image border (a partial last cell kept or dropped), and its ``meta``
     records the tiling and the number of tiles. The first tile fixes the step;
     every other tile must have the same one (a shortened last tile that the model
     resizes differently is re-embedded at the full tile shape, mirror-padded).
@@ -226,11 +230,6 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
     if plane.ndim != 3:
         raise InputError(f"embed_tiled takes a (Y, X, C) plane; got shape {plane.shape}.")
     H, W = plane.shape[:2]
-    if extractor.spec.global_context:
-        warnings.warn(
-            f"Extractor {extractor.name!r} has global context: tiled features differ from whole-image "
-            "features (each tile sees only itself). Use a halo as large as memory allows.",
-            UserWarning, stacklevel=3)
 
     # The first tile sits at the origin whatever the cell size; its step fixes the grid.
     first_shape = (min(tiling.tile_shape[0], H), min(tiling.tile_shape[1], W))
@@ -241,6 +240,11 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
         if progress is not None:
             progress(1, 1)
         return first_emb
+    if extractor.spec.global_context:
+        warnings.warn(
+            f"Extractor {extractor.name!r} has global context: tiled features differ from whole-image "
+            "features (each tile sees only itself). Use tiles as large as memory allows.",
+            UserWarning, stacklevel=3)
 
     cell = (cell_pixels(step[0]), cell_pixels(step[1]))
     edge: EdgeMode = "pad" if extractor.spec.input_size else "shrink"
@@ -248,6 +252,7 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
     n = len(tiles)
     shape = (_cells(H, step[0]), _cells(W, step[1]))
     out = np.empty((first_emb.n_features,) + shape, dtype=first_emb.data.dtype)
+    extent = (0, 0)
 
     for tile in tiles:
         if tile.index == 0 and tile.shape == first.shape:
@@ -266,10 +271,12 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
                 raise PluginValidationError(
                     f"Extractor {extractor.name!r} gave tile {tile.index} {emb.n_features} channels, "
                     f"the first tile {out.shape[0]}.")
-        _write_core(out, emb, tile, step, (H, W))
+        end = _write_core(out, emb, tile, step, (H, W))
+        extent = (max(extent[0], end[0]), max(extent[1], end[1]))
         if progress is not None:
             progress(tile.index + 1, n)
 
+    out = out[:, : extent[0], : extent[1]]  # the extractor may drop a partial last cell
     meta = dict(first_emb.meta)
     meta["tiling"] = {**tiling.as_dict(), "n_tiles": n}
     return Embedding(out, EmbeddingGeometry((H, W), step, (0.0, 0.0)),
@@ -277,17 +284,23 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
 
 
 def _write_core(out: np.ndarray, emb: Embedding, tile: Tile, step: tuple[float, float],
-                image_shape: tuple[int, int]) -> None:
+                image_shape: tuple[int, int]) -> tuple[int, int]:
+    """Copy the cells of ``tile.core`` into ``out``; returns the end cell written along (y, x)."""
     src, dst = [], []
     for ax in range(2):
         start, stop = tile.core[ax]
         offset = int(round(tile.origin[ax] / step[ax]))
+        have = offset + emb.data.shape[1 + ax]
         g0 = int(round(start / step[ax]))
-        g1 = _cells(stop, step[ax]) if stop == image_shape[ax] else int(round(stop / step[ax]))
-        src.append(slice(g0 - offset, g1 - offset))
-        dst.append(slice(g0, g1))
-        if g1 - offset > emb.data.shape[1 + ax]:
+        if stop == image_shape[ax]:  # image border: a partial last cell is the extractor's choice
+            g1 = max(g0, min(_cells(stop, step[ax]), have))
+        else:
+            g1 = int(round(stop / step[ax]))
+        if g1 > have:
             raise PluginValidationError(
                 f"Tile {tile.index} of shape {tile.shape} has only {emb.data.shape[1:]} embedding cells; "
                 f"expected at least {g1 - offset} along axis {'yx'[ax]} for step {step[ax]}.")
+        src.append(slice(g0 - offset, g1 - offset))
+        dst.append(slice(g0, g1))
     out[(slice(None), *dst)] = emb.data[(slice(None), *src)]
+    return dst[0].stop, dst[1].stop

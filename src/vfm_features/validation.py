@@ -76,14 +76,22 @@ def check_labels(labels: Any, image_shape: tuple[int, int], *, name: str = "labe
     return lab
 
 
+MAX_CLASSES = 256
+
+
 def check_classes_present(classes: np.ndarray, *, what: str = "labels", min_classes: int = 2) -> None:
-    """Refuse training data with no labels or a single class."""
+    """Refuse training data with no labels, a single class, or implausibly many classes."""
     if len(classes) == 0:
         raise InputError(f"The {what} contain no labelled pixels or objects; label at least two classes (ids >= 1).")
     if len(classes) < min_classes:
         raise InputError(
             f"The {what} contain only class {int(classes[0])}; a classifier needs at least "
             f"{min_classes} classes. Label some pixels or objects of another class."
+        )
+    if len(classes) > MAX_CLASSES or classes.max() > 65535:
+        raise InputError(
+            f"The {what} hold {len(classes)} different ids up to {int(classes.max())}, out of range for "
+            f"class labels (at most {MAX_CLASSES} classes with ids <= 65535); was an instance mask passed as labels?"
         )
 
 
@@ -98,6 +106,8 @@ def check_instance_mask(mask: Any, image_shape: tuple[int, int], *, name: str = 
         m = m.astype(np.int64)
     elif m.dtype.kind not in "uib":
         raise InputError(f"{name} has dtype {m.dtype}; expected integer object ids.")
+    if m.dtype == np.uint64 and m.size and m.max() > np.iinfo(np.int64).max:
+        raise InputError(f"{name} has object ids above 2**63; relabel it (skimage.segmentation.relabel_sequential).")
     if m.size and m.min() < 0:
         raise InputError(f"{name} contains negative ids (min {m.min()}); use 0 for background and positive object ids.")
     return m.astype(np.int64, copy=False)

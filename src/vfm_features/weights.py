@@ -196,10 +196,10 @@ def verify_checksum(path: str | os.PathLike, expected: str | None) -> str:
 # -- finding or downloading --------------------------------------------------
 def _manual_help(spec: "ExtractorSpec", target: Path | None) -> str:
     where = f"save it as {target}" if target is not None else "save it anywhere"
-    src = f"download it from {spec.weights_url}" if spec.weights_url else "obtain the weights file"
+    src = f"Download it from {spec.weights_url}" if spec.weights_url else "Obtain the weights file"
     gated = (" These weights are gated: request access from the publisher first; the download link "
              "you receive may be personal and expiring." if spec.gated else "")
-    return (f"{src.capitalize()} and {where} (set {CACHE_ENV} to move the cache), "
+    return (f"{src} and {where} (set {CACHE_ENV} to move the cache), "
             f"or pass the file directly with weights=PATH.{gated}")
 
 
@@ -317,12 +317,15 @@ def _stream(url: str, out: Any, spec: "ExtractorSpec", target: Path, progress: P
                     bar.update(len(chunk))
                 elif callable(progress):
                     progress(done, total)
+        except OSError as exc:  # connection lost, timeout, disk full
+            raise WeightsError(f"Download of {url} for {spec.name} failed after {done} bytes: {exc}. "
+                               "Try again. " + _manual_help(spec, target)) from None
         finally:
             if bar is not None:
                 bar.close()
     if total is not None and done != total:
         raise WeightsError(f"Download of {url} for {spec.name} stopped after {done} of {total} bytes. "
-                           "Try again, or " + _manual_help(spec, target))
+                           "Try again. " + _manual_help(spec, target))
 
 
 # -- loading -----------------------------------------------------------------
@@ -361,7 +364,7 @@ def load_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     except ModuleNotFoundError as exc:
         raise WeightsError(f"Weights file {path} pickles objects from the module {exc.name!r}, which is not "
                            f"installed; install it to load this trusted checkpoint.") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (IndexError, KeyError, …)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"Weights file {path} cannot be read as a torch checkpoint ({first}). "
                            "It may be truncated or corrupted: delete it and download it again.") from None

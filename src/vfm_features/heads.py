@@ -1,0 +1,79 @@
+"""Classification heads by name, for the evaluation harness: ``rf`` now, DeAP / ObAP later.
+
+A head is any object with ``fit(X, y) -> self`` and ``predict(X) -> classes``
+(X: (n, F) float32 features, y: (n,) int classes); :func:`get_head` builds a fresh
+one from its registered factory, which takes ``random_state`` and ``n_jobs``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import InputError
+from .forest import make_forest, predict_proba_float32, reference_forest
+
+HeadFactory = Callable[..., Any]
+
+
+class ForestHead:
+    """A forest from ``build(random_state, n_jobs)`` that predicts through :func:`predict_proba_float32`."""
+
+    def __init__(self, build: Callable[..., Any], *, random_state: int | None = None,
+                 n_jobs: int | None = None, fast: bool = True) -> None:
+        self.build = build
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.fast = fast
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "ForestHead":
+        self.forest_ = self.build(random_state=self.random_state, n_jobs=self.n_jobs).fit(X, y)
+        self.classes_ = self.forest_.classes_
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.fast:
+            proba = predict_proba_float32(self.forest_, X, n_jobs=self.n_jobs)
+        else:
+            proba = self.forest_.predict_proba(np.asarray(X, np.float32))
+        return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _rf(*, random_state=None, n_jobs=None) -> ForestHead:
+    return ForestHead(make_forest, random_state=random_state, n_jobs=n_jobs)
+
+
+def _rf_reference(*, random_state=None, n_jobs=None) -> ForestHead:
+    return ForestHead(reference_forest, random_state=random_state, n_jobs=n_jobs, fast=False)
+
+
+_HEADS: dict[str, tuple[HeadFactory, str]] = {
+    "rf": (_rf, "the library's default forest (forest.make_forest) with its fast predictor"),
+    "rf-reference": (_rf_reference, "RandomForest, 200 trees of depth 10, scikit-learn's own predict"),
+}
+
+
+def register_head(name: str, factory: HeadFactory, description: str = "") -> None:
+    """Make ``factory(random_state=..., n_jobs=...)`` available as head ``name`` (re-registering warns)."""
+    if name in _HEADS:
+        warnings.warn(f"Head {name!r} is registered already; replacing it.", UserWarning, stacklevel=2)
+    _HEADS[name] = (factory, description)
+
+
+def list_heads() -> dict[str, str]:
+    """Registered head names and their one-line descriptions."""
+    return {name: desc for name, (_, desc) in sorted(_HEADS.items())}
+
+
+def get_head(name: str, *, random_state: int | None = None, n_jobs: int | None = None) -> Any:
+    """A new, unfitted head registered as ``name``."""
+    try:
+        factory, _ = _HEADS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _HEADS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InputError(f"Unknown head {name!r}.{hint} Known heads: {sorted(_HEADS)}.") from None
+    return factory(random_state=random_state, n_jobs=n_jobs)

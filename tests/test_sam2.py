@@ -1,0 +1,312 @@
+"""The sam2 plugin: specs, preprocessing, geometry, checkpoints and errors, with tiny Hiera encoders.
+
+No test downloads anything: weights come from files the tests write, or
+``pretrained=False``; the cache is a temporary folder and offline mode is on.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vfm_features as vf
+from vfm_features import InputError, WeightsError
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sam2")
+pytest.importorskip("hydra")
+
+_HIERA = "sam2.modeling.backbones.hieradet.Hiera"
+_NECK = "sam2.modeling.backbones.image_encoder.FpnNeck"
+_SINE = "sam2.modeling.position_encoding.PositionEmbeddingSine"
+
+# A tiny SAM2 image encoder: 4 Hiera stages (one global-attention block), 16-channel FPN.
+TINY = {"model": {"image_size": 256, "image_encoder": {
+    "_target_": "sam2.modeling.backbones.image_encoder.ImageEncoder",
+    "scalp": 1,
+    "trunk": {"_target_": _HIERA, "embed_dim": 8, "num_heads": 1, "stages": [1, 1, 2, 1],
+              "global_att_blocks": [3], "window_pos_embed_bkg_spatial_size": [4, 4], "window_spec": [8, 4, 4, 2]},
+    "neck": {"_target_": _NECK, "d_model": 16, "backbone_channel_list": [64, 32, 16, 8],
+             "fpn_top_down_levels": [2, 3], "fpn_interp_model": "nearest",
+             "position_encoding": {"_target_": _SINE, "num_pos_feats": 16, "normalize": True, "temperature": 10000}},
+}}}
+
+
+@pytest.fixture(autouse=True)
+def _offline_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VFM_FEATURES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VFM_FEATURES_OFFLINE", "1")
+
+
+def tiny(**options):
+    options.setdefault("config", TINY)
+    if "weights" not in options:
+        options.setdefault("pretrained", False)
+    return vf.get_extractor("sam2:hiera_t", device="cpu", **options)
+
+
+def tiny_encoder(config=TINY, seed=1):
+    from hydra.utils import instantiate
+
+    torch.manual_seed(seed)
+    return instantiate(copy.deepcopy(config["model"]["image_encoder"])).eval()
+
+
+def reference_features(encoder, image01, size=256, level=16):
+    """SAM2's predictor transform (resize to size x size, ImageNet mean/std) and the encoder, by hand."""
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(image01).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        fpn = encoder((x - mean) / std)["backbone_fpn"]
+    return next(f for f in fpn if f.shape[-1] * level == size)[0].numpy()
+
+
+# -- specs ---------------------------------------------------------------------
+def test_specs_and_default():
+    names = vf.list_extractors("sam2")
+    sizes = ["hiera_t", "hiera_s", "hiera_b+", "hiera_l"]
+    assert set(names) == {f"sam2:{s}" for s in sizes} | {f"sam2:{s}_v2.0" for s in sizes}
+    assert vf.get_spec("sam2").name == "sam2:hiera_l"
+    for name in names:
+        spec = vf.get_spec(name)
+        assert spec.license == "Apache-2.0" and not spec.gated and spec.weights_hash is None
+        assert spec.weights_url.startswith("https://dl.fbaipublicfiles.com/segment_anything_2/")
+        assert spec.weights_url.endswith(spec.weights_file)
+        assert (spec.patch_size, spec.input_size, spec.n_features) == (16, 1024, 256)
+    assert vf.get_spec("sam2:hiera_l").weights_file == "sam2.1_hiera_large.pt"
+    assert "/092824/" in vf.get_spec("sam2:hiera_t").weights_url
+    assert "/072824/sam2_hiera_tiny.pt" in vf.get_spec("sam2:hiera_t_v2.0").weights_url
+
+
+def test_listing_imports_no_torch():
+    code = ("import sys, vfm_features as vf; vf.list_extractors('sam2'); vf.get_spec('sam2');"
+            "assert not {'torch', 'sam2', 'hydra'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_released_configs_exist_in_package():
+    import importlib.resources
+
+    from vfm_features_sam2 import MODELS
+
+    for model in MODELS.values():
+        assert importlib.resources.files("sam2").joinpath(model.config).is_file(), model.config
+
+
+# -- shapes and geometry ---------------------------------------------------------
+def test_non_square_geometry_maps_cells_back():
+    ex = tiny()
+    image = np.random.default_rng(0).random((100, 150)).astype(np.float32)
+    emb = ex.embed(image)
+    assert emb.data.shape == (16, 16, 16) and emb.data.dtype == np.float32
+    assert emb.extractor == "sam2:hiera_t"
+    geom = emb.geometry
+    assert geom.image_shape == (100, 150)
+    assert geom.step == pytest.approx((100 / 16, 150 / 16))  # non-uniform resize: anisotropic cells
+    # the centre of cell (i, j) in image pixels reads exactly that cell
+    ii, jj = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
+    centres = np.stack([(ii.ravel() + 0.5) * geom.step[0] - 0.5, (jj.ravel() + 0.5) * geom.step[1] - 0.5], 1)
+    np.testing.assert_allclose(geom.cell_coords(centres), np.stack([ii.ravel(), jj.ravel()], 1), atol=1e-9)
+    feats = ex.features_at(emb, centres)
+    np.testing.assert_allclose(feats, emb.data.reshape(16, -1).T, rtol=1e-5, atol=1e-6)
+    # the image corners lie in the corner cells
+    corners = geom.cell_coords(np.array([[0, 0], [99, 149]]))
+    assert np.all(corners[0] < 0.5) and np.all(corners[1] > 14.5)
+    assert ex.features_dense(emb).shape == (16, 100, 150)
+
+
+@pytest.mark.parametrize("rows, cols", [((60, 90), (225, 300)), ((0, 30), (0, 75)), ((30, 60), (100, 150))])
+def test_content_lands_in_the_right_cells(rows, cols):
+    """A bright block in a 120 x 300 image changes most the features of the cells over it."""
+    ex = tiny()
+    base = np.zeros((120, 300), np.float32)
+    base[0, 0] = 1.0  # fixes the min-max scaling
+    block = base.copy()
+    block[slice(*rows), slice(*cols)] = 1.0
+    diff = np.abs(ex.embed(block).data - ex.embed(base).data).sum(0)
+    step_y, step_x = 120 / 16, 300 / 16
+    top = np.array(np.unravel_index(np.argsort(diff.ravel())[::-1][:6], diff.shape)).T
+    assert np.all(top[:, 0] >= rows[0] // step_y) and np.all(top[:, 0] < np.ceil(rows[1] / step_y))
+    assert np.all(top[:, 1] >= cols[0] // step_x) and np.all(top[:, 1] < np.ceil(cols[1] / step_x))
+
+
+@pytest.mark.parametrize("level, cells", [(16, 16), (8, 32), (4, 64)])
+def test_levels(level, cells):
+    emb = tiny(level=level).embed(np.random.default_rng(1).random((90, 60)).astype(np.float32))
+    assert emb.data.shape == (16, cells, cells)
+    assert emb.geometry.step == pytest.approx((90 / cells, 60 / cells))
+    assert emb.meta["level"] == level
+
+
+def test_input_size_option():
+    emb = tiny(input_size=128).embed(np.ones((50, 70), np.float32))
+    assert emb.data.shape == (16, 8, 8) and emb.meta["input_size"] == 128
+
+
+def test_channels_modes():
+    rng = np.random.default_rng(2)
+    image = rng.random((64, 80, 3)).astype(np.float32)
+    per = tiny(channels="per_channel", batch_size=2)
+    emb = per.embed(image)
+    assert emb.data.shape == (48, 16, 16) == (per.n_features_for(3), 16, 16)
+    # each channel block equals that channel embedded alone
+    single = tiny()
+    for c in range(3):
+        np.testing.assert_allclose(emb.data[16 * c:16 * (c + 1)], single.embed(image[..., c]).data, atol=1e-5)
+    assert tiny(channels=[0, 2]).embed(image).data.shape == (16, 16, 16)
+    assert tiny(channels="rgb").n_features_for(3) == 16
+    summed = tiny().embed(image).data
+    np.testing.assert_allclose(summed, single.embed(image.sum(-1)).data, atol=1e-5)
+
+
+def test_stack_is_batched_and_equal_to_single_planes():
+    stack = np.random.default_rng(3).random((3, 40, 56)).astype(np.float32)
+    ex = tiny(batch_size=2)
+    embs = ex.embed_stack(stack, axes="ZYX")
+    assert len(embs) == 3
+    for plane, emb in zip(stack, embs):
+        np.testing.assert_allclose(emb.data, ex.embed(plane).data, atol=1e-5)
+
+
+def test_random_init_is_reproducible_and_seeded():
+    image = np.random.default_rng(4).random((32, 32)).astype(np.float32)
+    a, b = tiny().embed(image).data, tiny().embed(image).data
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, tiny(seed=1).embed(image).data)
+    assert tiny().weights_hash == "random-init:hiera_t:seed=0"
+
+
+def test_released_architecture_builds_at_small_input():
+    """The packaged SAM2.1 hiera_t config (real architecture, random weights) at a small input size."""
+    ex = vf.get_extractor("sam2:hiera_t", pretrained=False, device="cpu", input_size=128)
+    emb = ex.embed(np.ones((30, 40), np.float32))
+    assert emb.data.shape == (256, 8, 8) and ex.n_features == 256
+
+
+# -- checkpoints ---------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["meta", "plain"])
+def test_checkpoint_round_trip(tmp_path, layout):
+    encoder = tiny_encoder()
+    state = {f"image_encoder.{k}": v for k, v in encoder.state_dict().items()}
+    state["sam_mask_decoder.conv_s0.weight"] = torch.zeros(2, 2)  # other parts of SAM2 are ignored
+    path = tmp_path / "tiny_sam2.pt"
+    torch.save({"model": state} if layout == "meta" else state, path)
+
+    rng = np.random.default_rng(5)
+    image = (rng.random((70, 110)) * 4000).astype(np.uint16)
+    ex = tiny(weights=path)
+    emb = ex.embed(image)
+    grey = (image - image.min()) / (image.max() - image.min())
+    ref = reference_features(encoder, np.repeat(grey[..., None], 3, -1).astype(np.float32))
+    np.testing.assert_allclose(emb.data, ref, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(emb.data, tiny().embed(image).data)  # the weights were used
+    assert ex.weights_hash.startswith("sha256:") and len(ex.weights_hash) == 7 + 64
+    assert "weights" not in ex.signature()["options"] and "device" not in ex.signature()["options"]
+
+
+def test_checkpoint_from_cache_is_pinned_on_first_use(tmp_path):
+    from vfm_features.weights import cache_dir
+
+    encoder = tiny_encoder()
+    target = cache_dir() / vf.get_spec("sam2:hiera_t").weights_file
+    target.parent.mkdir(parents=True)
+    torch.save({"model": {f"image_encoder.{k}": v for k, v in encoder.state_dict().items()}}, target)
+    ex = tiny(pretrained=True)
+    assert ex.weights_hash.startswith("sha256:")
+    ex.embed(np.ones((20, 20), np.float32))
+    assert target.with_name(target.name + ".sha256").is_file()
+
+
+def test_not_a_sam2_checkpoint(tmp_path):
+    path = tmp_path / "sam1.pth"
+    torch.save({"image_encoder_x.weight": torch.zeros(1), "mask_decoder.w": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match="not a SAM2 checkpoint"):
+        tiny(weights=path).embed(np.ones((20, 20), np.float32))
+
+
+def test_checkpoint_of_another_size(tmp_path):
+    other = copy.deepcopy(TINY)
+    other["model"]["image_encoder"]["trunk"]["embed_dim"] = 16
+    other["model"]["image_encoder"]["neck"]["backbone_channel_list"] = [128, 64, 32, 16]
+    encoder = tiny_encoder(other)
+    path = tmp_path / "bigger.pt"
+    torch.save({"model": {f"image_encoder.{k}": v for k, v in encoder.state_dict().items()}}, path)
+    with pytest.raises(WeightsError, match="does not fit.*sam2:hiera_b\\+"):
+        tiny(weights=path).load()
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(WeightsError):
+        tiny(weights=path).load()
+
+
+def test_offline_without_weights_explains():
+    ex = vf.get_extractor("sam2:hiera_t", device="cpu")
+    with pytest.raises(WeightsError) as info:
+        ex.embed(np.ones((20, 20), np.float32))
+    msg = str(info.value)
+    assert "offline" in msg and "sam2.1_hiera_tiny.pt" in msg
+    assert "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt" in msg
+    assert "weights=PATH" in msg
+
+
+# -- options ---------------------------------------------------------------------
+@pytest.mark.parametrize("options", [
+    {"level": 32}, {"level": 2}, {"input_size": 100}, {"input_size": 32}, {"channels": "mean"},
+    {"channels": []}, {"batch_size": 0}, {"precision": "int8"}, {"normalization": "zscore"},
+    {"pretrained": False, "weights": "x.pt"},
+])
+def test_bad_options(options):
+    with pytest.raises(InputError):
+        vf.get_extractor("sam2:hiera_t", **options)
+
+
+def test_unknown_option():
+    with pytest.raises(InputError):
+        vf.get_extractor("sam2:hiera_t", stride=8)
+
+
+def test_config_may_only_build_sam2_modules():
+    evil = copy.deepcopy(TINY)
+    evil["model"]["image_encoder"]["trunk"] = {"_target_": "os.system", "command": "echo hacked"}
+    with pytest.raises(InputError, match="not allowed"):
+        tiny(config=evil).load()
+
+
+def test_config_from_yaml_file(tmp_path):
+    from omegaconf import OmegaConf
+
+    path = tmp_path / "tiny.yaml"
+    OmegaConf.save(OmegaConf.create(TINY), path)
+    assert tiny(config=str(path)).embed(np.ones((24, 24), np.float32)).data.shape == (16, 16, 16)
+
+
+# -- the official predictor -------------------------------------------------------
+@pytest.mark.slow
+def test_matches_official_image_predictor(tmp_path):
+    """Same image embedding as sam2's SAM2ImagePredictor (minus its constant no_mem_embed)."""
+    pytest.importorskip("torchvision")
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    torch.manual_seed(0)
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu")
+    path = tmp_path / "sam2.1_random.pt"
+    torch.save({"model": model.state_dict()}, path)
+    image = (np.random.default_rng(6).random((300, 420, 3)) * 255).astype(np.uint8)
+    predictor = SAM2ImagePredictor(model)
+    predictor.set_image(image)
+    expected = predictor._features["image_embed"][0].numpy() - model.no_mem_embed.detach().numpy().reshape(-1, 1, 1)
+    emb = vf.get_extractor("sam2:hiera_t", weights=path, channels="rgb", device="cpu").embed(image)
+    np.testing.assert_allclose(emb.data, expected, atol=1e-4)
+    assert emb.geometry.step == pytest.approx((300 / 64, 420 / 64))

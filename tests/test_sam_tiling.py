@@ -1,0 +1,56 @@
+"""Tiled SAM embeddings: intensities scaled once per image, tiles stitched on the 16-px grid."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*global context")
+
+pytest.importorskip("segment_anything")
+
+from vfm_features import get_extractor  # noqa: E402
+from vfm_features_sam import SamArchitecture  # noqa: E402
+
+TINY = SamArchitecture("tiny", embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,),
+                       img_size=128, window_size=4)
+
+
+def sam(**options):
+    return get_extractor("sam:vit_b", architecture=TINY, pretrained=False, **options)
+
+
+def test_tiled_embedding_covers_a_large_image_at_native_scale():
+    rng = np.random.default_rng(0)
+    image = (rng.random((300, 260)) * 4000).astype(np.uint16)
+    tiled = sam(tile_shape=128, halo=32).embed(image)
+    assert tiled.geometry.step == (1.0 * 16, 1.0 * 16) or np.allclose(tiled.geometry.step, 16)
+    assert tiled.data.shape == (256, int(np.ceil(300 / 16)), int(np.ceil(260 / 16)))
+    assert np.isfinite(tiled.data).all()
+    whole = sam().embed(image)  # untiled: resized to 128 -> 8x8 cells
+    assert whole.data.shape[1:] == (8, 7)
+
+
+def test_tiles_share_one_intensity_scaling():
+    # a tile that holds only the dim half would be stretched by a per-tile min-max;
+    # prepared views keep the image's scaling, so the dim half stays dim in every tile
+    ext = sam(tile_shape=128, halo=32)
+    image = np.zeros((256, 256), np.uint16)
+    image[:, :128] = 100 + np.arange(256)[:, None]  # 100..355
+    image[:, 128:] = 1000
+    seen = []
+    original = ext._run
+
+    def spy(batch, geoms, parts):
+        seen.extend(float(v[..., 0].max()) for _, v in batch)
+        return original(batch, geoms, parts)
+
+    ext._run = spy
+    ext.embed(image)
+    assert max(seen) == pytest.approx(255.0)
+    # a tile inside the dim half keeps the image's scaling (at most 355 -> 72), not its own (-> 255)
+    assert min(seen) < 255 * 255 / 900 + 1
+
+
+def test_stack_with_tiling_embeds_every_slice():
+    image = np.random.default_rng(1).random((2, 200, 140)).astype(np.float32)
+    embs = sam(tile_shape=128, halo=32).embed_stack(image, axes="ZYX")
+    assert len(embs) == 2 and embs[0].data.shape[1:] == (13, 9)
