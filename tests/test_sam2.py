@@ -260,6 +260,22 @@ def test_offline_without_weights_explains():
     assert "weights=PATH" in msg
 
 
+def test_tiling_scales_intensities_once_and_stitches():
+    rng = np.random.default_rng(7)
+    image = rng.random((600, 500)).astype(np.float32) * 1000
+    ex = tiny(tile_shape=256, halo=32)
+    with pytest.warns(UserWarning, match="global context"):
+        emb = ex.embed(image)
+    assert emb.data.shape == (16, 38, 32) and emb.geometry.step == (16.0, 16.0)
+    assert emb.meta["tiling"]["n_tiles"] == 9
+    assert "tile_shape" in ex.signature()["options"] and "tile_shape" not in tiny().signature()["options"]
+    # the top-left tile core equals the untiled embedding of the same crop, scaled like the whole image
+    crop = (image[:256, :256] - image.min()) / (image.max() - image.min())
+    expected = tiny(normalization="none").embed(crop).data
+    core = int(224 // 16.0)
+    np.testing.assert_allclose(emb.data[:, :core, :core], expected[:, :core, :core], rtol=1e-4, atol=1e-5)
+
+
 # -- options ---------------------------------------------------------------------
 @pytest.mark.parametrize("options", [
     {"level": 32}, {"level": 2}, {"input_size": 100}, {"input_size": 32}, {"channels": "mean"},
@@ -281,6 +297,16 @@ def test_config_may_only_build_sam2_modules():
     evil["model"]["image_encoder"]["trunk"] = {"_target_": "os.system", "command": "echo hacked"}
     with pytest.raises(InputError, match="not allowed"):
         tiny(config=evil).load()
+
+
+def test_omegaconf_config_gives_a_plain_signature():
+    import json
+
+    from omegaconf import OmegaConf
+
+    ex = tiny(config=OmegaConf.create(TINY))
+    assert json.loads(json.dumps(ex.signature()))["options"]["config"] == TINY
+    assert ex.n_features == 16  # read from the config's neck.d_model without building the model
 
 
 def test_config_from_yaml_file(tmp_path):

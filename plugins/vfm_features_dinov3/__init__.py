@@ -1,6 +1,6 @@
 """vfm-features plugin: DINOv3 vision transformers (through transformers' ``DINOv3ViTModel``).
 
-Variants ``dinov3:vits16`` (default), ``vits16plus``, ``vitb16``, ``vitl16``,
+Variants ``dinov3:vits16``, ``vits16plus``, ``vitb16`` (default), ``vitl16``,
 ``vith16plus``, ``vit7b16`` (web images, LVD-1689M) and ``vitl16_sat``,
 ``vit7b16_sat`` (satellite images, SAT-493M). Each gives its width (384 … 4096)
 in features per 16 x 16 patch of the image resized to 1024 x 1024. The weights are

@@ -19,6 +19,7 @@ import numpy as np
 from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError, WeightsError
 from vfm_features.device import PRECISIONS
 from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
+from vfm_features.tiling import tiling_for
 
 from ._models import ACCESS_URL, ARCHITECTURES, DEFAULT_INPUT_SIZE, MODELS, PATCH_SIZE, Dinov3Model
 
@@ -51,22 +52,34 @@ class Dinov3Extractor(FeatureExtractor):
       is on (then only the Hugging Face cache is used).
     - ``pretrained``: False builds a randomly initialised model from the variant's
       architecture table (seeded, reproducible), needing no weights.
-    - ``device``, ``precision``, ``batch_size``, ``channels``, ``normalization``,
-      ``trust_checkpoint``: as for the sam2 extractor (``channels``: 'sum', 'rgb',
-      'per_channel' or a list of indices).
+    - ``trust_checkpoint``: allow a checkpoint that pickles Python objects (runs code from the file).
+    - ``device``: 'auto' (cuda, then mps, then cpu) or an explicit device.
+    - ``precision``: 'float32' (default), 'bfloat16' or 'float16' (autocast).
+    - ``batch_size``: model inputs per forward pass (planes of a stack, or channels).
+    - ``channels``: 'sum' (all channels summed to grey, replicated to RGB; the
+      default), 'rgb' (a 3-channel image kept as colour; other counts summed),
+      'per_channel' (each channel embedded on its own, features concatenated:
+      width x C) or a list of channel indices (that subset, then as 'rgb').
+    - ``normalization``: intensity scaling to 0..1 before the mean/std (see
+      :func:`vfm_features.preprocess.normalize_intensity`); clipped to 0..1.
     - ``input_size``: side of the square model input, a multiple of 16 (default
       1024), or None to keep the image's own size rounded to a multiple of 16
       (aspect kept, one patch per 16 pixels).
     - ``config``: overrides of the ``DINOv3ViTConfig`` arguments of the variant's
       architecture table (random init or Meta's file); not allowed with a
       transformers folder or hub id, whose ``config.json`` decides.
+    - ``seed``: seed of the random initialisation (``pretrained=False``); default 0.
+    - ``progress``: accepted like the other extractors' option; gated weights are never
+      downloaded by vfm-features (transformers shows its own progress for the hub).
+    - ``tile_shape``, ``halo``: embed large planes tile by tile (see
+      :mod:`vfm_features.tiling`); intensities are scaled once for the whole plane.
     """
 
     def __init__(self, spec, *, weights: str | os.PathLike | None = None, pretrained: bool = True,
                  trust_checkpoint: bool = False, device: str = "auto", precision: str = "float32",
                  batch_size: int = 1, channels: str | Sequence[int] = "sum", normalization: str = "auto",
                  input_size: int | None = DEFAULT_INPUT_SIZE, config: Mapping | None = None, seed: int = 0,
-                 progress: Any = True) -> None:
+                 progress: Any = True, tile_shape: Any = None, halo: Any = None) -> None:
         if spec.variant not in MODELS:
             raise InputError(f"{spec.name} is not a released DINOv3 ViT; known: "
                              f"{', '.join('dinov3:' + v for v in MODELS)}.")
@@ -93,9 +106,12 @@ class Dinov3Extractor(FeatureExtractor):
             batch_size=int(batch_size), channels=channels, normalization=normalization,
             input_size=None if input_size is None else int(input_size),
             config=None if config is None else dict(config), seed=int(seed), progress=progress)
+        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
+            self.options.update(tile_shape=tile_shape, halo=halo)
         self._model_record: Dinov3Model = MODELS[spec.variant]
         self._net = None
         self._device: str | None = None
+        self._views_ready = False  # True while tiles of already prepared model images are embedded
         self._source: tuple[str, Any, bool] | None = None  # (kind, path or hub id, local only)
         self._hash: str | None = None
 
@@ -107,6 +123,12 @@ class Dinov3Extractor(FeatureExtractor):
             return int(self._net.config.hidden_size)
         if self.options["config"] and "hidden_size" in self.options["config"]:
             return int(self.options["config"]["hidden_size"])
+        folder = Path(self.options["weights"]).expanduser() if self.options["weights"] else None
+        if folder is not None and (folder / "config.json").is_file():  # a transformers folder decides
+            try:
+                return int(json.loads((folder / "config.json").read_text())["hidden_size"])
+            except (ValueError, KeyError, TypeError, OSError):
+                pass  # reported properly when the model loads
         return self._model_record.hidden_size
 
     def n_features_for(self, n_channels: int) -> int:
@@ -257,8 +279,7 @@ class Dinov3Extractor(FeatureExtractor):
 
         path = self._meta_file()[0]
         state = load_state_dict(path, trust_checkpoint=self.options["trust_checkpoint"])
-        converted = convert_meta_state_dict(state)
-        if not any(k.startswith("model.layer.") for k in converted):
+        if not any(isinstance(k, str) and k.startswith("blocks.") for k in state):
             sample = ", ".join(repr(k) for k in list(state)[:4]) or "none"
             raise WeightsError(
                 f"Weights file {path} is not a DINOv3 ViT checkpoint: it has no 'blocks.*' keys (found {len(state)} "
@@ -267,6 +288,9 @@ class Dinov3Extractor(FeatureExtractor):
         config = self._table_config()
         with _skip_init():  # every parameter is overwritten by the strict load below
             net = DINOv3ViTModel(config)
+        # transformers 5 nests the blocks as "model.layer.N"; earlier releases used "layer.N"
+        prefix = "model.layer." if any(k.startswith("model.layer.") for k in net.state_dict()) else "layer."
+        converted = convert_meta_state_dict(state, layer_prefix=prefix)
         try:
             net.load_state_dict(converted, strict=True)
         except RuntimeError as exc:
@@ -286,8 +310,9 @@ class Dinov3Extractor(FeatureExtractor):
             config_dict, _ = DINOv3ViTConfig.get_config_dict(where, local_files_only=local_only)
         except Exception as exc:  # noqa: BLE001 - hub errors come in many types (gated, 401, offline, missing)
             why = _first_line(exc)
+            hub = "" if Path(where).is_dir() else " (not a local path, so tried as a Hugging Face hub id)"
             offline = " Offline mode is on, so only the Hugging Face cache was searched." if local_only else ""
-            raise WeightsError(f"Could not load DINOv3 weights {where!r} for {self.spec.name}: {why}.{offline} "
+            raise WeightsError(f"Could not load DINOv3 weights {where!r}{hub} for {self.spec.name}: {why}.{offline} "
                                + self._access_help()) from None
         model_type = config_dict.get("model_type")
         if model_type != _MODEL_TYPE:
@@ -311,12 +336,32 @@ class Dinov3Extractor(FeatureExtractor):
         return self._embed_planes([plane])[0]
 
     def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
-        """Embed a stack slice by slice, ``batch_size`` slices per forward pass."""
+        """Embed a stack slice by slice, ``batch_size`` model inputs per forward pass."""
         planes, _ = to_planes(image, axes)
+        if tiling_for(self) is not None:
+            return [self.embed_plane(p) for p in planes]
         return self._embed_planes(planes)
+
+    def embed_plane(self, plane: np.ndarray, *, progress: Any = None) -> Embedding:
+        """Embed a (Y, X, C) plane; when tiled, intensities are scaled once for the whole plane.
+
+        Scaling each tile on its own (min-max, percentiles) would give every tile
+        other intensities and visible seams, so the model images are prepared here
+        and the tiles only cut them.
+        """
+        if tiling_for(self) is None:
+            return super().embed_plane(plane, progress=progress)
+        images = np.concatenate(self._model_images(plane), axis=-1)
+        self._views_ready = True
+        try:
+            return super().embed_plane(images, progress=progress)
+        finally:
+            self._views_ready = False
 
     def _model_images(self, plane: np.ndarray) -> list[np.ndarray]:
         """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
+        if self._views_ready:  # a tile of the images prepared by embed_plane
+            return [plane[..., i:i + 3] for i in range(0, plane.shape[-1], 3)]
         channels = self.options["channels"]
         if channels == "per_channel":
             parts = [plane[..., c:c + 1] for c in range(plane.shape[-1])]
@@ -399,12 +444,13 @@ _BLOCK_RENAMES = {
 _DROPPED = ("rope_embed.", "local_cls_norm.")  # recomputed buffer; a norm used in training only
 
 
-def convert_meta_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+def convert_meta_state_dict(state: Mapping[str, Any], layer_prefix: str = "model.layer.") -> dict[str, Any]:
     """Rename a state dict of Meta's ``DinoVisionTransformer`` to ``DINOv3ViTModel`` names.
 
     The fused ``qkv`` projection is split into q/k/v; the key bias is dropped (it is
     masked to zero by ``bias_mask`` in the original, and transformers has none).
     Keys it does not know are kept as they are, so a strict load names them.
+    ``layer_prefix`` is where the model keeps its blocks (transformers 5: ``model.layer.``).
     """
     out: dict[str, Any] = {}
     for key, value in state.items():
@@ -419,7 +465,7 @@ def convert_meta_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
         elif key.startswith("patch_embed.proj."):
             out["embeddings.patch_embeddings." + key[len("patch_embed.proj."):]] = value
         elif (m := re.match(r"blocks\.(\d+)\.(.+)$", key)) is not None:
-            prefix, rest = f"model.layer.{m.group(1)}.", m.group(2)
+            prefix, rest = f"{layer_prefix}{m.group(1)}.", m.group(2)
             if rest in ("attn.qkv.weight", "attn.qkv.bias"):
                 kind = rest.rsplit(".", 1)[1]
                 q, k, v = value.chunk(3, dim=0)

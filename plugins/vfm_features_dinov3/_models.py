@@ -109,19 +109,19 @@ MODELS: dict[str, Dinov3Model] = {m.variant: m for m in (
                 "dinov3_vit7b16_pretrain_sat493m-a6675841.pth", 6716, "SAT-493M", SAT_MEAN, SAT_STD),
 )}
 
-# The smallest model: about as fast as sam:vit_b on a CPU at 1024 px, and the
-# example name of STYLE.md. Larger ones are one option away.
-DEFAULT_VARIANT = "vits16"
+# Rule shared with the sam2 plugin: the largest variant that costs no more than
+# sam:vit_b (the sam family's default) on a CPU: vitb16 ~0.7x, vitl16 ~2x of it
+# (docs/models.md has the timings). vits16 is the fast choice (~2.7x faster than vitb16).
+DEFAULT_VARIANT = "vitb16"
 
 
 def _spec(model: Dinov3Model) -> ExtractorSpec:
-    data = "satellite images" if model.dataset == "SAT-493M" else "web images"
     mean = "SAT-493M mean/std" if model.dataset == "SAT-493M" else "ImageNet mean/std"
     return ExtractorSpec(
         name=f"dinov3:{model.variant}",
         factory=FACTORY,
-        description=(f"DINOv3 {model.label} ({model.params_m:g}M parameters, {model.dataset}, {data}): "
-                     "last-layer patch tokens on the 16 x 16 patch grid"),
+        description=(f"DINOv3 {model.label} ({model.dataset}, {model.params_m:g}M parameters): "
+                     f"{model.hidden_size} features per 16 x 16 patch"),
         default=model.variant == DEFAULT_VARIANT,
         n_features=model.hidden_size,  # per channel with channels="per_channel"
         input_size=DEFAULT_INPUT_SIZE,

@@ -16,6 +16,7 @@ import numpy as np
 from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError, WeightsError
 from vfm_features.device import PRECISIONS
 from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
+from vfm_features.tiling import tiling_for
 
 from ._models import DEFAULT_STRIDE, INPUT_SIZE, MODELS, OUT_CHANNELS, PIXEL_MEAN, PIXEL_STD, STRIDES
 
@@ -66,6 +67,8 @@ class Sam2Extractor(FeatureExtractor):
     - ``seed``: seed of the random initialisation (``pretrained=False``); default 0.
     - ``progress``: download progress: True (tqdm bar), False, or a callable
       ``progress(bytes_done, bytes_total_or_None)``.
+    - ``tile_shape``, ``halo``: embed large planes tile by tile (see
+      :mod:`vfm_features.tiling`); intensities are scaled once for the whole plane.
 
     The encoder's ``no_mem_embed`` (a constant 256-vector that SAM2's image
     predictor adds to the stride-16 map) is not added: it shifts every cell by the
@@ -76,7 +79,8 @@ class Sam2Extractor(FeatureExtractor):
                  trust_checkpoint: bool = False, device: str = "auto", precision: str = "float32",
                  batch_size: int = 1, channels: str | Sequence[int] = "sum", normalization: str = "auto",
                  level: int = DEFAULT_STRIDE, input_size: int | None = None,
-                 config: str | os.PathLike | Mapping | None = None, seed: int = 0, progress: Any = True) -> None:
+                 config: str | os.PathLike | Mapping | None = None, seed: int = 0, progress: Any = True,
+                 tile_shape: Any = None, halo: Any = None) -> None:
         if spec.variant not in MODELS and config is None:
             raise InputError(f"{spec.name} is not a released SAM2 model ({', '.join(MODELS)}); "
                              "pass its architecture with config=PATH_TO_YAML.")
@@ -105,10 +109,13 @@ class Sam2Extractor(FeatureExtractor):
             trust_checkpoint=trust_checkpoint, device=device, precision=str(precision).strip().lower(),
             batch_size=int(batch_size), channels=channels, normalization=normalization, level=int(level),
             input_size=None if input_size is None else int(input_size),
-            config=str(config) if isinstance(config, (str, os.PathLike)) else config, seed=int(seed),
+            config=str(config) if isinstance(config, (str, os.PathLike)) else _plain(config), seed=int(seed),
             progress=progress)
+        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
+            self.options.update(tile_shape=tile_shape, halo=halo)
         self._encoder = None
         self._device: str | None = None
+        self._views_ready = False  # True while tiles of already prepared model images are embedded
         self._input_size: int | None = None
         self._weights: tuple[Path, str] | None = None  # (file, verified "algo:hexdigest")
 
@@ -243,12 +250,32 @@ class Sam2Extractor(FeatureExtractor):
         return self._embed_planes([plane])[0]
 
     def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
-        """Embed a stack slice by slice, ``batch_size`` slices per forward pass."""
+        """Embed a stack slice by slice, ``batch_size`` model inputs per forward pass."""
         planes, _ = to_planes(image, axes)
+        if tiling_for(self) is not None:
+            return [self.embed_plane(p) for p in planes]
         return self._embed_planes(planes)
+
+    def embed_plane(self, plane: np.ndarray, *, progress: Any = None) -> Embedding:
+        """Embed a (Y, X, C) plane; when tiled, intensities are scaled once for the whole plane.
+
+        Scaling each tile on its own (min-max, percentiles) would give every tile
+        other intensities and visible seams, so the model images are prepared here
+        and the tiles only cut them.
+        """
+        if tiling_for(self) is None:
+            return super().embed_plane(plane, progress=progress)
+        images = np.concatenate(self._model_images(plane), axis=-1)
+        self._views_ready = True
+        try:
+            return super().embed_plane(images, progress=progress)
+        finally:
+            self._views_ready = False
 
     def _model_images(self, plane: np.ndarray) -> list[np.ndarray]:
         """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
+        if self._views_ready:  # a tile of the images prepared by embed_plane
+            return [plane[..., i:i + 3] for i in range(0, plane.shape[-1], 3)]
         channels = self.options["channels"]
         if channels == "per_channel":
             parts = [plane[..., c:c + 1] for c in range(plane.shape[-1])]
@@ -309,6 +336,15 @@ def _check_channels(channels: Any) -> str | tuple[int, ...]:
     if not idx:
         raise InputError("channels=[] selects nothing; pass at least one channel index.")
     return idx
+
+
+def _plain(node: Any) -> Any:
+    """Mappings and lists (also OmegaConf containers) as plain dicts and lists, for signatures and hydra."""
+    if isinstance(node, Mapping):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)) or type(node).__name__ == "ListConfig":
+        return [_plain(v) for v in node]
+    return node
 
 
 def _check_targets(node: Any, where: str = "image_encoder") -> None:

@@ -66,8 +66,9 @@ MODELS: dict[str, Sam2Model] = {m.variant: m for m in (
               "facebook/sam2-hiera-large", 224.4),
 )}
 
-# The best SAM 2.1 model; on a CPU it still costs less than sam:vit_b, the sam
-# family's default (docs/models.md has the timings).
+# Rule shared with the dinov3 plugin: the largest variant that costs no more than
+# sam:vit_b (the sam family's default) on a CPU, so that the families' defaults
+# compare at equal cost. hiera_l ~ sam:vit_b; hiera_b+ ~0.4x (docs/models.md).
 DEFAULT_VARIANT = "hiera_l"
 
 _SIZE_WORDS = {"t": "tiny", "s": "small", "b+": "base+", "l": "large"}
@@ -78,8 +79,8 @@ def _spec(model: Sam2Model) -> ExtractorSpec:
     return ExtractorSpec(
         name=f"sam2:{model.variant}",
         factory=FACTORY,
-        description=(f"SAM {model.release} Hiera-{size} image encoder (Hiera trunk + FPN neck), "
-                     f"stride-16 level by default ({model.params_m:g}M parameters in the whole model)"),
+        description=(f"SAM {model.release} Hiera-{size} image encoder: 256 features per 16 x 16 cell "
+                     f"({model.params_m:g}M-parameter model)"),
         default=model.variant == DEFAULT_VARIANT,
         n_features=OUT_CHANNELS,  # 256 per channel with channels="per_channel"
         input_size=INPUT_SIZE,
