@@ -1,10 +1,10 @@
 """Realistic benchmark inputs: a synthetic 1024 x 1024 scene and a 256-channel embedding of it.
 
-The embedding imitates a vision-transformer feature map: a 128 x 128 grid (8 px
-patches, as SAM or DINOv3 at twice the input size) whose cells mix per-class directions by the fraction of each class in
-the cell, plus a smooth random field and white noise, so that classes are
-separable but not trivially; it is read at pixels with the library's bilinear
-upsampler, exactly as a SAM or DINOv3 embedding would be.
+The embedding imitates a vision-transformer feature map: a grid of 8 x 8 px
+patches (as SAM or DINOv3 at twice the input size) whose cells mix per-class
+directions by the fraction of each class in the cell, plus a smooth random field
+and white noise, so that classes are separable but not trivially; it is read at
+pixels with the library's bilinear upsampler, as a SAM or DINOv3 embedding is.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from vfm_features.geometry import Embedding, EmbeddingGeometry
 from vfm_features.synthetic import make_synthetic_image
 
 
-def scene(size: int = 1024, *, seed: int = 0):
-    """One synthetic image of ``size`` x ``size`` with about one cell per 40 x 40 px."""
-    return make_synthetic_image((size, size), n_cells=max(6, size * size // 1600), random_state=seed)
+def scene(size: int = 1024, *, seed: int = 0, n_cells: int | None = None):
+    """One synthetic image of ``size`` x ``size``, by default with about one cell per 40 x 40 px."""
+    n_cells = n_cells or max(6, size * size // 1600)
+    return make_synthetic_image((size, size), n_cells=n_cells, random_state=seed)
 
 
 def class_embedding(semantic: np.ndarray, *, channels: int = 256, patch: int = 8, model_seed: int = 0,
@@ -65,3 +66,20 @@ def labelled_pixels(semantic: np.ndarray, n: int, *, seed: int = 0) -> tuple[np.
     strokes = make_scribbles(semantic, frac, random_state=seed)
     _, coords, y = sample_pixels(strokes, n, random_state=seed)
     return coords, y
+
+
+
+def random_embedding_extractor(channels: int = 256, patch: int = 16):
+    """A stand-in for a ViT extractor: a seeded random (channels, H/patch, W/patch) embedding of any image."""
+    from vfm_features import ExtractorSpec, FeatureExtractor
+
+    class RandomEmbedding(FeatureExtractor):
+        def _embed_plane(self, plane):
+            H, W = plane.shape[:2]
+            h, w = -(-H // patch), -(-W // patch)
+            data = np.random.default_rng(0).standard_normal((channels, h, w)).astype(np.float32)
+            return Embedding(data, EmbeddingGeometry((H, W), step=(H / h, W / w)), extractor="bench:random")
+
+    spec = ExtractorSpec(name="bench:random", factory=lambda spec, **options: None, n_features=channels,
+                         patch_size=patch)
+    return RandomEmbedding(spec)

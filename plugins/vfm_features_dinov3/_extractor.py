@@ -16,21 +16,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError, WeightsError
-from vfm_features.device import PRECISIONS
-from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
-from vfm_features.tiling import tiling_for
+from vfm_features import Embedding, InputError, WeightsError
+from vfm_features.model_extractor import ModelExtractor, check_model_options, check_pretrained, resized_batch
 
 from ._models import ACCESS_URL, ARCHITECTURES, DEFAULT_INPUT_SIZE, MODELS, PATCH_SIZE, Dinov3Model
 
-_CHANNEL_MODES = ("sum", "rgb", "per_channel")
-# Options that do not change the features (left out of the signature; weights_hash names the weights).
-_RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpoint")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _MODEL_TYPE = "dinov3_vit"
 
 
-class Dinov3Extractor(FeatureExtractor):
+class Dinov3Extractor(ModelExtractor):
     """Features from a DINOv3 vision transformer: one vector per 16 x 16 patch.
 
     The image is scaled to 0..1, resized to ``input_size`` x ``input_size``
@@ -83,17 +78,10 @@ class Dinov3Extractor(FeatureExtractor):
         if spec.variant not in MODELS:
             raise InputError(f"{spec.name} is not a released DINOv3 ViT; known: "
                              f"{', '.join('dinov3:' + v for v in MODELS)}.")
-        if not isinstance(pretrained, bool):
-            raise InputError(f"pretrained must be True or False; got {pretrained!r}.")
-        if not pretrained and weights is not None:
-            raise InputError("pretrained=False builds random weights; leave weights unset or use pretrained=True.")
-        if str(precision).strip().lower() not in PRECISIONS:
-            raise InputError(f"precision={precision!r} is unknown; use 'float32', 'bfloat16' or 'float16'.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"batch_size={batch_size!r}; expected a positive integer.")
-        channels = _check_channels(channels)
-        if normalization not in NORMALIZATIONS:
-            raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
+        check_pretrained(pretrained)
+        options = check_model_options(weights=weights, pretrained=pretrained, trust_checkpoint=trust_checkpoint,
+                                      device=device, precision=precision, batch_size=batch_size, channels=channels,
+                                      normalization=normalization)
         if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer))
                                        or input_size < PATCH_SIZE or input_size % PATCH_SIZE):
             raise InputError(f"input_size must be a positive multiple of {PATCH_SIZE} (the patch size) or None "
@@ -101,17 +89,12 @@ class Dinov3Extractor(FeatureExtractor):
         if config is not None and not isinstance(config, Mapping):
             raise InputError(f"config must be a mapping of DINOv3ViTConfig arguments; got {type(config).__name__}.")
         super().__init__(
-            spec, weights=None if weights is None else str(weights), pretrained=pretrained,
-            trust_checkpoint=trust_checkpoint, device=device, precision=str(precision).strip().lower(),
-            batch_size=int(batch_size), channels=channels, normalization=normalization,
-            input_size=None if input_size is None else int(input_size),
-            config=None if config is None else dict(config), seed=int(seed), progress=progress)
-        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
-            self.options.update(tile_shape=tile_shape, halo=halo)
+            spec, **options, input_size=None if input_size is None else int(input_size),
+            config=None if config is None else dict(config), seed=int(seed), progress=progress,
+            tile_shape=tile_shape, halo=halo)
         self._model_record: Dinov3Model = MODELS[spec.variant]
         self._net = None
         self._device: str | None = None
-        self._views_ready = False  # True while tiles of already prepared model images are embedded
         self._source: tuple[str, Any, bool] | None = None  # (kind, path or hub id, local only)
         self._hash: str | None = None
 
@@ -131,8 +114,9 @@ class Dinov3Extractor(FeatureExtractor):
                 pass  # reported properly when the model loads
         return self._model_record.hidden_size
 
-    def n_features_for(self, n_channels: int) -> int:
-        return self.hidden_size * (n_channels if self.options["channels"] == "per_channel" else 1)
+    @property
+    def features_per_image(self) -> int:
+        return self.hidden_size
 
     @property
     def mean(self) -> tuple[float, float, float]:
@@ -141,11 +125,6 @@ class Dinov3Extractor(FeatureExtractor):
     @property
     def std(self) -> tuple[float, float, float]:
         return self._model_record.std
-
-    def signature(self) -> dict[str, Any]:
-        sig = super().signature()
-        sig["options"] = {k: v for k, v in sig["options"].items() if k not in _RUNTIME_OPTIONS}
-        return sig
 
     @property
     def weights_hash(self) -> str:
@@ -332,45 +311,6 @@ class Dinov3Extractor(FeatureExtractor):
         return net
 
     # -- embedding -----------------------------------------------------------
-    def _embed_plane(self, plane: np.ndarray) -> Embedding:
-        return self._embed_planes([plane])[0]
-
-    def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
-        """Embed a stack slice by slice, ``batch_size`` model inputs per forward pass."""
-        planes, _ = to_planes(image, axes)
-        if tiling_for(self) is not None:
-            return [self.embed_plane(p) for p in planes]
-        return self._embed_planes(planes)
-
-    def embed_plane(self, plane: np.ndarray, *, progress: Any = None) -> Embedding:
-        """Embed a (Y, X, C) plane; when tiled, intensities are scaled once for the whole plane.
-
-        Scaling each tile on its own (min-max, percentiles) would give every tile
-        other intensities and visible seams, so the model images are prepared here
-        and the tiles only cut them.
-        """
-        if tiling_for(self) is None:
-            return super().embed_plane(plane, progress=progress)
-        images = np.concatenate(self._model_images(plane), axis=-1)
-        self._views_ready = True
-        try:
-            return super().embed_plane(images, progress=progress)
-        finally:
-            self._views_ready = False
-
-    def _model_images(self, plane: np.ndarray) -> list[np.ndarray]:
-        """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
-        if self._views_ready:  # a tile of the images prepared by embed_plane
-            return [plane[..., i:i + 3] for i in range(0, plane.shape[-1], 3)]
-        channels = self.options["channels"]
-        if channels == "per_channel":
-            parts = [plane[..., c:c + 1] for c in range(plane.shape[-1])]
-        elif channels == "rgb":
-            parts = [plane]
-        else:  # "sum" or indices
-            parts = [select_channels(plane, channels)]
-        return [np.clip(normalize_intensity(to_rgb(p), self.options["normalization"]), 0, 1) for p in parts]
-
     def _input_shape(self, shape: tuple[int, int], patch: int) -> tuple[int, int]:
         size = self.options["input_size"]
         if size is not None:
@@ -379,7 +319,6 @@ class Dinov3Extractor(FeatureExtractor):
 
     def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
         import torch
-        import torch.nn.functional as F
 
         from vfm_features.device import autocast
 
@@ -388,9 +327,7 @@ class Dinov3Extractor(FeatureExtractor):
         patch = net.config.patch_size
         patch = int(patch if isinstance(patch, int) else patch[0])
         n_prefix = 1 + int(net.config.num_register_tokens)  # CLS + registers, read from the config
-        mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
-        jobs = [(i, img) for i, plane in enumerate(planes) for img in self._model_images(plane)]
+        jobs = [(i, img) for i, plane in enumerate(planes) for img in self.model_images(plane)]
         feats: list[list[np.ndarray]] = [[] for _ in planes]
         batches: list[list[tuple[int, np.ndarray]]] = []
         for job in jobs:  # consecutive jobs of one input shape share a batch
@@ -402,11 +339,7 @@ class Dinov3Extractor(FeatureExtractor):
                 batches.append([job])
         for chunk in batches:
             th, tw = self._input_shape(chunk[0][1].shape[:2], patch)
-            batch = torch.cat([
-                F.interpolate(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
-                              .to(device), size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-                for _, img in chunk])
-            batch = (batch - mean) / std
+            batch = resized_batch([img for _, img in chunk], (th, tw), self.mean, self.std, device)
             with torch.inference_mode(), autocast(device, self.options["precision"]):
                 tokens = net(pixel_values=batch).last_hidden_state
             gh, gw = th // patch, tw // patch
@@ -418,13 +351,9 @@ class Dinov3Extractor(FeatureExtractor):
                 feats[i].append(f)
         embeddings = []
         for plane, parts in zip(planes, feats):
-            data = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-            Y, X = plane.shape[:2]
-            h, w = data.shape[1:]
-            geometry = EmbeddingGeometry(image_shape=(Y, X), step=(Y / h, X / w))
-            embeddings.append(Embedding(np.ascontiguousarray(data, dtype=np.float32), geometry, extractor=self.name,
-                                        meta={"input_shape": (h * patch, w * patch), "n_images": len(parts),
-                                              "n_register_tokens": n_prefix - 1}))
+            h, w = parts[0].shape[1:]
+            meta = {"input_shape": (h * patch, w * patch), "n_images": len(parts), "n_register_tokens": n_prefix - 1}
+            embeddings.append(self._stretched_embedding(plane.shape, parts, meta))
         return embeddings
 
 
@@ -486,21 +415,6 @@ def convert_meta_state_dict(state: Mapping[str, Any], layer_prefix: str = "model
 
 
 # -- helpers -------------------------------------------------------------------
-def _check_channels(channels: Any) -> str | tuple[int, ...]:
-    if isinstance(channels, str):
-        if channels not in _CHANNEL_MODES:
-            raise InputError(f"channels={channels!r} is unknown; use one of {_CHANNEL_MODES} or a list of indices.")
-        return channels
-    try:
-        idx = tuple(int(c) for c in channels)
-    except (TypeError, ValueError):
-        raise InputError(f"channels must be one of {_CHANNEL_MODES} or a list of channel indices; "
-                         f"got {channels!r}.") from None
-    if not idx:
-        raise InputError("channels=[] selects nothing; pass at least one channel index.")
-    return idx
-
-
 def _skip_init() -> Any:
     """transformers' ``no_init_weights`` context (skips the random initialisation), or a no-op."""
     try:

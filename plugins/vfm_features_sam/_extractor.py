@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError
-from vfm_features.device import PRECISIONS, autocast, resolve_device
-from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
-from vfm_features.tiling import tiling_for
+from vfm_features import Embedding, EmbeddingGeometry, InputError
+from vfm_features.device import autocast, resolve_device
+from vfm_features.model_extractor import CHANNEL_MODES, ModelExtractor, check_model_options  # noqa: F401
 from vfm_features.weights import fetch_weights, load_state_dict
 
 from ._checkpoint import check_architecture, encoder_state
 from ._models import ARCHITECTURES, PIXEL_MEAN, PIXEL_STD, SamArchitecture
 
 log = logging.getLogger(__name__)
-
-CHANNEL_MODES = ("sum", "rgb", "per_channel")
-# Options that do not change the features (left out of the signature).
-_RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpoint")
 
 
 def resized_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -59,7 +54,7 @@ def _architecture(value: Any) -> SamArchitecture:
                      "or a vfm_features_sam.SamArchitecture.")
 
 
-class SamExtractor(FeatureExtractor):
+class SamExtractor(ModelExtractor):
     """256 features per 16x16-pixel patch from a SAM image encoder (SAM, µSAM, PathoSAM).
 
     Options (keyword only; stored, nothing loads before the first ``embed`` or ``load()``):
@@ -86,41 +81,26 @@ class SamExtractor(FeatureExtractor):
                  precision: str = "float32", batch_size: int = 1, channels: str | Sequence[int] = "sum",
                  normalization: str = "auto", seed: int = 0, progress: Any = True,
                  tile_shape: Any = None, halo: Any = None) -> None:
-        super().__init__(spec, architecture=architecture, weights=weights, pretrained=pretrained,
-                         trust_checkpoint=trust_checkpoint, device=device, precision=precision,
-                         batch_size=batch_size, channels=channels, normalization=normalization,
-                         seed=seed, progress=progress)
-        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
-            self.options.update(tile_shape=tile_shape, halo=halo)
         _architecture(architecture)
-        if str(precision).strip().lower() not in PRECISIONS:
-            raise InputError(f"precision={precision!r} is unknown; use 'float32', 'bfloat16' or 'float16'.")
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InputError(f"batch_size={batch_size!r}; expected a positive integer.")
-        if normalization not in NORMALIZATIONS:
-            raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
-        if isinstance(channels, str):
-            if channels not in CHANNEL_MODES:
-                raise InputError(f"channels={channels!r} is unknown; use one of {CHANNEL_MODES} "
-                                 "or a list of channel indices.")
-        elif not all(isinstance(c, (int, np.integer)) for c in channels) or not list(channels):
-            raise InputError(f"channels={channels!r}; expected one of {CHANNEL_MODES} or a list of channel indices.")
-        if not pretrained and weights is not None:
-            raise InputError("pretrained=False builds random weights; leave weights unset or use pretrained=True.")
+        options = check_model_options(weights=weights, pretrained=pretrained, trust_checkpoint=trust_checkpoint,
+                                      device=device, precision=precision, batch_size=batch_size, channels=channels,
+                                      normalization=normalization)
+        options["precision"] = precision  # kept as given: it is part of the signature of SAM features
+        super().__init__(spec, architecture=architecture, **options, seed=seed, progress=progress,
+                         tile_shape=tile_shape, halo=halo)
         self._encoder: Any = None
         self._device: str | None = None
         self._weights: tuple[Any, str] | None = None  # (path, verified hash)
         self._layout: str | None = None
-        self._views_ready = False  # True while tiles of already prepared views are embedded
 
     # -- description ---------------------------------------------------------
     @property
     def architecture(self) -> SamArchitecture:
         return _architecture(self.options["architecture"])
 
-    def n_features_for(self, n_channels: int) -> int:
-        per = self.architecture.out_chans
-        return per * n_channels if self.options["channels"] == "per_channel" else per
+    @property
+    def features_per_image(self) -> int:
+        return self.architecture.out_chans
 
     @property
     def weights_hash(self) -> str:
@@ -140,7 +120,6 @@ class SamExtractor(FeatureExtractor):
 
     def signature(self) -> dict[str, Any]:
         sig = super().signature()
-        sig["options"] = {k: v for k, v in sig["options"].items() if k not in _RUNTIME_OPTIONS}
         arch = self.architecture
         sig["options"]["architecture"] = arch.name if ARCHITECTURES.get(arch.name) == arch else repr(arch)
         return sig
@@ -186,52 +165,11 @@ class SamExtractor(FeatureExtractor):
         return self
 
     # -- embedding -------------------------------------------------------------
-    def _embed_plane(self, plane: np.ndarray) -> Embedding:
-        return self._embed_planes([plane])[0]
-
-    def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
-        """Embed a stack slice by slice, ``batch_size`` model inputs per forward pass."""
-        planes, _ = to_planes(image, axes)
-        if tiling_for(self) is not None:
-            return [self.embed_plane(p) for p in planes]
-        return self._embed_planes(planes)
-
-    def embed_plane(self, plane: np.ndarray, *, progress: Any = None) -> Embedding:
-        """Embed a (Y, X, C) plane; when tiled, intensities are scaled once for the whole plane.
-
-        Scaling each tile on its own (min-max, percentiles) would give every tile
-        other intensities and visible seams, so the views are prepared here and
-        the tiles only cut them.
-        """
-        if tiling_for(self) is None:
-            return super().embed_plane(plane, progress=progress)
-        views = np.concatenate(self._views(plane), axis=-1)
-        self._views_ready = True
-        try:
-            return super().embed_plane(views, progress=progress)
-        finally:
-            self._views_ready = False
-
     def _views(self, plane: np.ndarray) -> list[np.ndarray]:
         """The (Y, X, 3) float32 images in 0..255 that go to the model for one (Y, X, C) plane."""
-        if self._views_ready:  # a tile of views prepared by embed_plane
-            return [plane[..., i:i + 3] for i in range(0, plane.shape[-1], 3)]
-        channels = self.options["channels"]
-        if channels == "per_channel":
-            parts = [plane[..., [c]] for c in range(plane.shape[-1])]
-        elif channels == "sum":
-            parts = [select_channels(plane, "sum")]
-        elif channels == "rgb":
-            parts = [plane]
-        else:
-            parts = [select_channels(plane, channels)]
-        out = []
-        for part in parts:
-            x = normalize_intensity(to_rgb(part), self.options["normalization"])
-            out.append(np.clip(x * np.float32(255), 0, 255).astype(np.float32, copy=False))
-        return out
+        return [x * np.float32(255) for x in self.model_images(plane)]
 
-    def _embed_planes(self, planes: Iterable[np.ndarray]) -> list[Embedding]:
+    def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
         self.load()
         arch = self.architecture
         geoms: list[tuple[EmbeddingGeometry, tuple[int, int]]] = []

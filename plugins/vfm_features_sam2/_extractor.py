@@ -13,21 +13,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError, WeightsError
-from vfm_features.device import PRECISIONS
-from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
-from vfm_features.tiling import tiling_for
+from vfm_features import Embedding, InputError, WeightsError
+from vfm_features.model_extractor import ModelExtractor, check_model_options, check_pretrained, resized_batch
 
 from ._models import DEFAULT_STRIDE, INPUT_SIZE, MODELS, OUT_CHANNELS, PIXEL_MEAN, PIXEL_STD, STRIDES
 
 _ENCODER_PREFIX = "image_encoder."
 _ALLOWED_TARGET_PREFIX = "sam2.modeling."
-_CHANNEL_MODES = ("sum", "rgb", "per_channel")
-# Options that do not change the features (left out of the signature; weights_hash names the weights).
-_RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpoint")
 
 
-class Sam2Extractor(FeatureExtractor):
+class Sam2Extractor(ModelExtractor):
     """Features from the image encoder of SAM 2 / SAM 2.1.
 
     The image is prepared as SAM2's image predictor does it: intensities scaled to
@@ -84,17 +79,10 @@ class Sam2Extractor(FeatureExtractor):
         if spec.variant not in MODELS and config is None:
             raise InputError(f"{spec.name} is not a released SAM2 model ({', '.join(MODELS)}); "
                              "pass its architecture with config=PATH_TO_YAML.")
-        if not isinstance(pretrained, bool):
-            raise InputError(f"pretrained must be True or False; got {pretrained!r}.")
-        if not pretrained and weights is not None:
-            raise InputError("pretrained=False builds random weights; leave weights unset or use pretrained=True.")
-        if str(precision).strip().lower() not in PRECISIONS:
-            raise InputError(f"precision={precision!r} is unknown; use 'float32', 'bfloat16' or 'float16'.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"batch_size={batch_size!r}; expected a positive integer.")
-        channels = _check_channels(channels)
-        if normalization not in NORMALIZATIONS:
-            raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
+        check_pretrained(pretrained)
+        options = check_model_options(weights=weights, pretrained=pretrained, trust_checkpoint=trust_checkpoint,
+                                      device=device, precision=precision, batch_size=batch_size, channels=channels,
+                                      normalization=normalization)
         if level not in STRIDES:
             raise InputError(f"level={level!r} is not an FPN stride of the SAM2 image encoder; "
                              f"use one of {STRIDES} (16 = the decoder's image embedding, 64 x 64 cells).")
@@ -105,17 +93,11 @@ class Sam2Extractor(FeatureExtractor):
         if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
             raise InputError(f"config must be a YAML file path or a mapping; got {type(config).__name__}.")
         super().__init__(
-            spec, weights=None if weights is None else str(weights), pretrained=pretrained,
-            trust_checkpoint=trust_checkpoint, device=device, precision=str(precision).strip().lower(),
-            batch_size=int(batch_size), channels=channels, normalization=normalization, level=int(level),
-            input_size=None if input_size is None else int(input_size),
+            spec, **options, level=int(level), input_size=None if input_size is None else int(input_size),
             config=str(config) if isinstance(config, (str, os.PathLike)) else _plain(config), seed=int(seed),
-            progress=progress)
-        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
-            self.options.update(tile_shape=tile_shape, halo=halo)
+            progress=progress, tile_shape=tile_shape, halo=halo)
         self._encoder = None
         self._device: str | None = None
-        self._views_ready = False  # True while tiles of already prepared model images are embedded
         self._input_size: int | None = None
         self._weights: tuple[Path, str] | None = None  # (file, verified "algo:hexdigest")
 
@@ -127,18 +109,14 @@ class Sam2Extractor(FeatureExtractor):
             return OUT_CHANNELS
         return int(self._config()[0]["neck"]["d_model"])
 
-    def n_features_for(self, n_channels: int) -> int:
-        return self.out_channels * (n_channels if self.options["channels"] == "per_channel" else 1)
+    @property
+    def features_per_image(self) -> int:
+        return self.out_channels
 
     @property
     def stride(self) -> int:
         """Input pixels per output cell at the model input (``level``)."""
         return int(self.options["level"])
-
-    def signature(self) -> dict[str, Any]:
-        sig = super().signature()
-        sig["options"] = {k: v for k, v in sig["options"].items() if k not in _RUNTIME_OPTIONS}
-        return sig
 
     @property
     def weights_hash(self) -> str:
@@ -246,98 +224,31 @@ class Sam2Extractor(FeatureExtractor):
                 "or pass its architecture with config=...") from None
 
     # -- embedding -----------------------------------------------------------
-    def _embed_plane(self, plane: np.ndarray) -> Embedding:
-        return self._embed_planes([plane])[0]
-
-    def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
-        """Embed a stack slice by slice, ``batch_size`` model inputs per forward pass."""
-        planes, _ = to_planes(image, axes)
-        if tiling_for(self) is not None:
-            return [self.embed_plane(p) for p in planes]
-        return self._embed_planes(planes)
-
-    def embed_plane(self, plane: np.ndarray, *, progress: Any = None) -> Embedding:
-        """Embed a (Y, X, C) plane; when tiled, intensities are scaled once for the whole plane.
-
-        Scaling each tile on its own (min-max, percentiles) would give every tile
-        other intensities and visible seams, so the model images are prepared here
-        and the tiles only cut them.
-        """
-        if tiling_for(self) is None:
-            return super().embed_plane(plane, progress=progress)
-        images = np.concatenate(self._model_images(plane), axis=-1)
-        self._views_ready = True
-        try:
-            return super().embed_plane(images, progress=progress)
-        finally:
-            self._views_ready = False
-
-    def _model_images(self, plane: np.ndarray) -> list[np.ndarray]:
-        """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
-        if self._views_ready:  # a tile of the images prepared by embed_plane
-            return [plane[..., i:i + 3] for i in range(0, plane.shape[-1], 3)]
-        channels = self.options["channels"]
-        if channels == "per_channel":
-            parts = [plane[..., c:c + 1] for c in range(plane.shape[-1])]
-        elif channels == "rgb":
-            parts = [plane]
-        else:  # "sum" or indices
-            parts = [select_channels(plane, channels)]
-        return [np.clip(normalize_intensity(to_rgb(p), self.options["normalization"]), 0, 1) for p in parts]
-
     def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
         import torch
-        import torch.nn.functional as F
 
         from vfm_features.device import autocast
 
         self.load()
         size, device, level = self._input_size, self._device, self.options["level"]
-        jobs = [(i, img) for i, plane in enumerate(planes) for img in self._model_images(plane)]
-        mean = torch.tensor(PIXEL_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(PIXEL_STD, device=device).view(1, 3, 1, 1)
+        jobs = [(i, img) for i, plane in enumerate(planes) for img in self.model_images(plane)]
         feats: list[list[np.ndarray]] = [[] for _ in planes]
         step = self.options["batch_size"]
         for start in range(0, len(jobs), step):
             chunk = jobs[start:start + step]
-            batch = torch.cat([
-                F.interpolate(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
-                              .to(device), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-                for _, img in chunk])
-            batch = (batch - mean) / std
+            batch = resized_batch([img for _, img in chunk], (size, size), PIXEL_MEAN, PIXEL_STD, device)
             with torch.inference_mode(), autocast(device, self.options["precision"]):
                 fpn = self._encoder(batch)["backbone_fpn"]
             out = _pick_level(fpn, size, level)
             out = out.float().cpu().numpy()
             for (i, _), f in zip(chunk, out):
                 feats[i].append(f)
-        embeddings = []
-        for plane, parts in zip(planes, feats):
-            data = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-            Y, X = plane.shape[:2]
-            h, w = data.shape[1:]
-            geometry = EmbeddingGeometry(image_shape=(Y, X), step=(Y / h, X / w))
-            embeddings.append(Embedding(np.ascontiguousarray(data, dtype=np.float32), geometry, extractor=self.name,
-                                        meta={"level": level, "input_size": size, "n_images": len(parts)}))
-        return embeddings
+        meta = {"level": level, "input_size": size}
+        return [self._stretched_embedding(plane.shape, parts, {**meta, "n_images": len(parts)})
+                for plane, parts in zip(planes, feats)]
 
 
 # -- helpers -------------------------------------------------------------------
-def _check_channels(channels: Any) -> str | tuple[int, ...]:
-    if isinstance(channels, str):
-        if channels not in _CHANNEL_MODES:
-            raise InputError(f"channels={channels!r} is unknown; use one of {_CHANNEL_MODES} or a list of indices.")
-        return channels
-    try:
-        idx = tuple(int(c) for c in channels)
-    except (TypeError, ValueError):
-        raise InputError(f"channels must be one of {_CHANNEL_MODES} or a list of channel indices; "
-                         f"got {channels!r}.") from None
-    if not idx:
-        raise InputError("channels=[] selects nothing; pass at least one channel index.")
-    return idx
-
-
 def _plain(node: Any) -> Any:
     """Mappings and lists (also OmegaConf containers) as plain dicts and lists, for signatures and hydra."""
     if isinstance(node, Mapping):

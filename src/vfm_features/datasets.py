@@ -123,7 +123,8 @@ def load_dataset(folder: str | os.PathLike, *, axes: str | None = None) -> Datas
     stems = list(image_files)
     present = {task: all((root / sub).is_dir() for sub in subs) for task, subs in TASK_FOLDERS.items()}
     if (root / "instances").is_dir() != (root / "object_classes").is_dir():
-        have, lack = ("instances", "object_classes") if (root / "instances").is_dir() else ("object_classes", "instances")
+        pair = ("instances", "object_classes")
+        have, lack = pair if (root / "instances").is_dir() else pair[::-1]
         raise InputError(f"{root / lack} is missing: the object task needs both {have}/ and {lack}/.")
     if not any(present.values()):
         raise InputError(f"{root} has images/ but neither labels/ (pixel task) nor instances/ + "

@@ -2,7 +2,8 @@
 
 A head is any object with ``fit(X, y) -> self`` and ``predict(X) -> classes``
 (X: (n, F) float32 features, y: (n,) int classes); :func:`get_head` builds a fresh
-one from its registered factory, which takes ``random_state`` and ``n_jobs``.
+one from its registered factory, called as ``factory(task=, random_state=, n_jobs=)``
+with ``task`` 'pixels', 'objects' or None.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ HeadFactory = Callable[..., Any]
 
 
 class ForestHead:
-    """A forest from ``build(random_state, n_jobs)`` that predicts through :func:`predict_proba_float32`."""
+    """A forest from ``build(random_state=, n_jobs=)``, predicting through :func:`predict_proba_float32`."""
 
     def __init__(self, build: Callable[..., Any], *, random_state: int | None = None,
                  n_jobs: int | None = None, fast: bool = True) -> None:
@@ -42,22 +43,37 @@ class ForestHead:
         return self.classes_[np.argmax(proba, axis=1)]
 
 
-def _rf(*, random_state=None, n_jobs=None) -> ForestHead:
-    return ForestHead(make_forest, random_state=random_state, n_jobs=n_jobs)
+def _classifier_forest(task: str | None) -> Callable[..., Any]:
+    """``make_forest`` with the forest settings that the task's classifier uses by default."""
+    if task == "objects":
+        from .object_classifier import ObjectClassifier as clf
+    else:
+        from .pixel_classifier import PixelClassifier as clf
+    params = clf().get_params()
+    keys = ("n_estimators", "max_depth", "min_samples_leaf")
+
+    def build(*, random_state=None, n_jobs=None):
+        return make_forest(**{k: params[k] for k in keys}, random_state=random_state, n_jobs=n_jobs)
+
+    return build
 
 
-def _rf_reference(*, random_state=None, n_jobs=None) -> ForestHead:
+def _rf(*, task=None, random_state=None, n_jobs=None) -> ForestHead:
+    return ForestHead(_classifier_forest(task), random_state=random_state, n_jobs=n_jobs)
+
+
+def _rf_reference(*, task=None, random_state=None, n_jobs=None) -> ForestHead:
     return ForestHead(reference_forest, random_state=random_state, n_jobs=n_jobs, fast=False)
 
 
 _HEADS: dict[str, tuple[HeadFactory, str]] = {
-    "rf": (_rf, "the library's default forest (forest.make_forest) with its fast predictor"),
+    "rf": (_rf, "the forest PixelClassifier / ObjectClassifier train by default, with the fast predictor"),
     "rf-reference": (_rf_reference, "RandomForest, 200 trees of depth 10, scikit-learn's own predict"),
 }
 
 
 def register_head(name: str, factory: HeadFactory, description: str = "") -> None:
-    """Make ``factory(random_state=..., n_jobs=...)`` available as head ``name`` (re-registering warns)."""
+    """Make ``factory(task=..., random_state=..., n_jobs=...)`` available as head ``name`` (re-registering warns)."""
     if name in _HEADS:
         warnings.warn(f"Head {name!r} is registered already; replacing it.", UserWarning, stacklevel=2)
     _HEADS[name] = (factory, description)
@@ -68,12 +84,13 @@ def list_heads() -> dict[str, str]:
     return {name: desc for name, (_, desc) in sorted(_HEADS.items())}
 
 
-def get_head(name: str, *, random_state: int | None = None, n_jobs: int | None = None) -> Any:
-    """A new, unfitted head registered as ``name``."""
+def get_head(name: str, *, task: str | None = None, random_state: int | None = None,
+             n_jobs: int | None = None) -> Any:
+    """A new, unfitted head registered as ``name``, for ``task`` ('pixels', 'objects' or None)."""
     try:
         factory, _ = _HEADS[name]
     except KeyError:
         close = difflib.get_close_matches(name, _HEADS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise InputError(f"Unknown head {name!r}.{hint} Known heads: {sorted(_HEADS)}.") from None
-    return factory(random_state=random_state, n_jobs=n_jobs)
+    return factory(task=task, random_state=random_state, n_jobs=n_jobs)

@@ -63,7 +63,7 @@ class ObjectClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, extractor: Any = "regionprops", *, extractor_options: dict | None = None,
                  stats: Sequence[str] = ("mean",), include_area: bool = True, upsampler: str = "bilinear",
                  budget: int | None = None, n_estimators: int = 200, max_depth: int | None = None,
-                 min_samples_leaf: int = 1, n_jobs: int | None = None, random_state: int | None = 0,
+                 min_samples_leaf: int = 1, n_jobs: int | None = -1, random_state: int | None = 0,
                  cache: Any = None, progress: bool = False) -> None:
         self.extractor = extractor
         self.extractor_options = extractor_options

@@ -41,7 +41,9 @@ class PixelClassifier(ClassifierMixin, BaseEstimator):
     working_shape : (int, int) or None
         Prediction grid (for example ``(256, 256)``); None predicts every pixel.
     n_estimators, max_depth, min_samples_leaf, n_jobs, random_state
-        Random-forest settings; ``random_state`` also seeds the pixel draw.
+        Forest settings (default: 64 trees of depth 10 on all cores, see
+        :mod:`vfm_features.forest` and ``docs/performance.md``); ``random_state``
+        also seeds the pixel draw.
     cache : EmbeddingCache, str or None
         Embedding cache (or its path) so that retraining recomputes nothing.
     band_rows : int
@@ -52,8 +54,8 @@ class PixelClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, extractor: Any = "filters", *, extractor_options: dict | None = None,
                  upsampler: str = "bilinear", budget: int | None = 10_000,
-                 working_shape: tuple[int, int] | None = None, n_estimators: int = 100,
-                 max_depth: int | None = None, min_samples_leaf: int = 1, n_jobs: int | None = None,
+                 working_shape: tuple[int, int] | None = None, n_estimators: int = 64,
+                 max_depth: int | None = 10, min_samples_leaf: int = 1, n_jobs: int | None = -1,
                  random_state: int | None = 0, cache: Any = None, band_rows: int = 64,
                  progress: bool = False) -> None:
         self.extractor = extractor

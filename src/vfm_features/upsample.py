@@ -61,9 +61,12 @@ class BilinearUpsampler:
         cx = geom.cell_coords(np.stack([np.zeros_like(xs), xs], 1))[:, 1]
         wy = interp_matrix(cy, data.shape[1])
         wx = interp_matrix(cx, data.shape[2])
-        # (C, h, w) @ (w, W') -> (C, h, W'); then (H', h) @ ... -> (C, H', W')
-        tmp = np.matmul(data.astype(np.float32, copy=False), wx.T)
-        return np.matmul(wy, tmp)
+        # only the embedding rows this band of output rows reads from take part
+        used = np.flatnonzero(wy.any(axis=0))
+        lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+        # (C, rows used, w) @ (w, W') -> (C, rows used, W'); then (H', rows used) @ ... -> (C, H', W')
+        tmp = np.matmul(data[:, lo:hi].astype(np.float32, copy=False), wx.T)
+        return np.matmul(wy[:, lo:hi], tmp)
 
     def sparse(self, embedding: Embedding, coords: np.ndarray) -> np.ndarray:
         """Features at image pixel ``coords`` (N, 2) as (N, C) float32."""

@@ -1,0 +1,308 @@
+"""Label-efficiency evaluation: macro-F1 of extractor x head against the number of labels.
+
+For every task (pixels, objects), extractor, head, budget, repeat and fold, a head
+is trained on at most ``budget`` labelled samples of the training folds (balanced
+over classes) and scored with macro-F1 on every labelled sample of the held-out
+fold. See :mod:`vfm_features.protocol` for the splits and ``docs/evaluation.md``
+for the whole protocol, the CSV columns and how to read the plot.
+
+Features are computed once per image and extractor, and only where they are
+needed: at the labelled pixels kept for the pixel task (at most
+``pixels_per_image`` per image, drawn uniformly) and per object for the object task.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .datasets import Dataset
+from .errors import InputError
+from .heads import get_head
+from .metrics import macro_f1
+from .protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol, assign_folds, check_budgets, training_draw
+
+TASKS = ("pixels", "objects")
+
+
+class BudgetWarning(UserWarning):
+    """A budget asks for more labels than the training folds hold; all of them are used."""
+
+
+@dataclass
+class EvalRow:
+    """One trained and scored head: a row of the evaluation CSV."""
+
+    task: str
+    extractor: str
+    head: str
+    budget: int | None  # None = all labels
+    n_train: int
+    n_test: int
+    repeat: int
+    fold: int
+    split: str  # images, blocks or objects
+    n_features: int
+    n_classes_test: int
+    macro_f1: float
+    train_s: float
+    predict_s: float
+
+
+@dataclass
+class Samples:
+    """Labelled samples of one task: where they are and their class; features are per extractor."""
+
+    task: str
+    image_index: np.ndarray  # (n,) image each sample belongs to
+    y: np.ndarray  # (n,) class
+    coords: np.ndarray | None = None  # pixels: (n, 2) (y, x)
+    ids: np.ndarray | None = None  # objects: (n,) instance id
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # extractor -> (n, F) float32
+
+
+@dataclass
+class Evaluation:
+    """The rows of one evaluation run and how it was run."""
+
+    rows: list[EvalRow]
+    protocol: Protocol
+    dataset: str
+    n_images: int
+
+    def to_csv(self, path) -> Any:
+        from .report import write_csv
+
+        return write_csv(self.rows, path)
+
+    def plot(self, path, *, title: str | None = None) -> Any:
+        from .report import plot_curves
+
+        return plot_curves(self.rows, path, title=title or self.title())
+
+    def summary(self) -> str:
+        from .report import summary_table
+
+        return summary_table(self.rows)
+
+    def title(self) -> str:
+        p = self.protocol
+        return (f"{self.dataset}: {self.n_images} image(s), {p.n_folds} folds x {p.n_repeats} "
+                f"repeat{'s' if p.n_repeats > 1 else ''}")
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.rows]
+
+
+# -- samples and features ------------------------------------------------------
+def pixel_samples(dataset: Dataset, pixels_per_image: int | None, protocol: Protocol) -> Samples:
+    """The labelled pixels of every image, at most ``pixels_per_image`` of each (uniform, seeded)."""
+    idx, coords, ys = [], [], []
+    for i, lab in enumerate(dataset.labels or []):
+        yy, xx = np.nonzero(lab)
+        if pixels_per_image is not None and len(yy) > pixels_per_image:
+            keep = np.sort(protocol.rng(10_000 + i).choice(len(yy), pixels_per_image, replace=False))
+            yy, xx = yy[keep], xx[keep]
+        idx.append(np.full(len(yy), i, np.int64))
+        coords.append(np.stack([yy, xx], 1).astype(np.int64))
+        ys.append(lab[yy, xx].astype(np.int64))
+    s = Samples("pixels", np.concatenate(idx), np.concatenate(ys), coords=np.concatenate(coords))
+    if len(s.y) == 0:
+        raise InputError(f"The label images of {dataset.source or 'the dataset'} contain no labelled "
+                         "pixels (ids >= 1).")
+    return s
+
+
+def object_samples(dataset: Dataset) -> Samples:
+    """Every object that has a class, in image order and ascending id."""
+    idx, ids, ys = [], [], []
+    for i, classes in enumerate(dataset.object_classes or []):
+        oid = np.array(sorted(classes), np.int64)
+        idx.append(np.full(len(oid), i, np.int64))
+        ids.append(oid)
+        ys.append(np.array([classes[o] for o in oid], np.int64))
+    s = Samples("objects", np.concatenate(idx), np.concatenate(ys), ids=np.concatenate(ids))
+    if len(s.y) == 0:
+        raise InputError(f"The object class files of {dataset.source or 'the dataset'} name no labelled objects.")
+    return s
+
+
+def _object_defaults() -> dict[str, Any]:
+    from .object_classifier import ObjectClassifier
+
+    params = ObjectClassifier().get_params()
+    return {"stats": tuple(params["stats"]), "include_area": params["include_area"], "upsampler": params["upsampler"]}
+
+
+def compute_features(name: str, options: dict | None, dataset: Dataset, samples: Sequence[Samples], *,
+                     cache: Any = None, log: Callable[[str], Any] | None = None) -> None:
+    """Fill ``samples[*].features[name]``: one embedding per image, read at pixels and per object."""
+    from ._embedding_source import build_extractor, embed_plane
+    from .aggregate import aggregate_embedding
+    from .preprocess import to_planes
+
+    extractor = build_extractor(name, options)
+    is_object = getattr(extractor, "kind", "pixel") == "object"
+    parts: dict[str, list[np.ndarray]] = {s.task: [] for s in samples}
+    agg = _object_defaults()
+    t0 = time.perf_counter()
+    for i, image in enumerate(dataset.images):
+        emb = None
+        if not is_object:
+            planes, stack = to_planes(image, dataset.axes)
+            if stack:
+                raise InputError(f"{dataset.names[i]} is a stack {stack}; evaluation takes 2D images.")
+            emb = embed_plane(extractor, planes[0], cache)
+        for s in samples:
+            mine = s.image_index == i
+            if s.task == "pixels":
+                parts["pixels"].append(extractor.features_at(emb, s.coords[mine]).astype(np.float32, copy=False))
+                continue
+            mask = dataset.instances[i]
+            if is_object:
+                feats = extractor.object_features(image, mask, axes=dataset.axes)
+            else:
+                feats = aggregate_embedding(emb, mask, stats=agg["stats"], include_area=agg["include_area"],
+                                            upsampler=agg["upsampler"])
+            rows = np.searchsorted(feats.ids, s.ids[mine])
+            parts["objects"].append(feats.values[rows].astype(np.float32, copy=False))
+    for s in samples:
+        s.features[name] = np.concatenate(parts[s.task])
+    if log:
+        log(f"features {name}: {time.perf_counter() - t0:.1f} s for {len(dataset)} image(s)")
+
+
+# -- the protocol ----------------------------------------------------------------
+def _budget_warning(task: str, budget: int, available: int, n_folds: int) -> None:
+    unit = "pixels" if task == "pixels" else "objects"
+    warnings.warn(
+        f"The {task} budget {budget} is larger than the {available} labelled {unit} available for training in "
+        f"{n_folds} fold(s); those folds use all of them (the CSV column n_train says how many). "
+        f"Label more {unit} or drop budgets above {available}.", BudgetWarning, stacklevel=3)
+
+
+def run_protocol(samples: Samples, budgets: Sequence[int | None], heads: Sequence[str], protocol: Protocol,
+                 *, n_images: int, n_jobs: int | None = -1,
+                 log: Callable[[str], Any] | None = None) -> list[EvalRow]:
+    """Train and score every head at every budget on every fold of every repeat, for each extractor."""
+    mode = protocol.split_mode(samples.task, n_images)
+    rows: list[EvalRow] = []
+    too_big: dict[int, tuple[int, int]] = {}  # budget -> (smallest pool, folds affected)
+    for repeat in range(protocol.n_repeats):
+        folds = assign_folds(protocol, mode, repeat, image_index=samples.image_index, y=samples.y,
+                             coords=samples.coords)
+        for fold in range(protocol.n_folds):
+            test = np.flatnonzero(folds == fold)
+            train = np.flatnonzero(folds != fold)
+            y_train, y_test = samples.y[train], samples.y[test]
+            for budget in budgets:
+                draw = train[training_draw(y_train, budget, protocol, repeat, fold)]
+                if budget is not None and budget > len(train):
+                    pool, n = too_big.get(budget, (len(train), 0))
+                    too_big[budget] = (min(pool, len(train)), n + 1)
+                for extractor, X in samples.features.items():
+                    for head_name in heads:
+                        rows.append(_train_and_score(samples.task, extractor, head_name, budget, X, samples.y,
+                                                     draw, test, y_test, repeat, fold, mode, protocol, n_jobs))
+        if log:
+            done = [r for r in rows if r.repeat == repeat]
+            log(f"{samples.task}: repeat {repeat + 1}/{protocol.n_repeats} done "
+                f"(mean macro-F1 {np.nanmean([r.macro_f1 for r in done]):.3f} over {len(done)} runs)")
+    for budget, (pool, n) in sorted(too_big.items()):
+        _budget_warning(samples.task, budget, pool, n)
+    return rows
+
+
+def _train_and_score(task, extractor, head_name, budget, X, y, draw, test, y_test, repeat, fold, mode,
+                     protocol, n_jobs) -> EvalRow:
+    seed = int(protocol.rng(repeat, fold, 2).integers(2**31))
+    row = EvalRow(task=task, extractor=extractor, head=head_name, budget=budget, n_train=int(len(draw)),
+                  n_test=int(len(test)), repeat=repeat, fold=fold, split=mode, n_features=int(X.shape[1]),
+                  n_classes_test=int(len(np.unique(y_test))), macro_f1=float("nan"), train_s=float("nan"),
+                  predict_s=float("nan"))
+    if len(np.unique(y[draw])) < 2 or len(test) == 0:
+        warnings.warn(f"{task} repeat {repeat} fold {fold}: the training draw holds fewer than two classes "
+                      "(or the test fold is empty); macro-F1 is NaN for this fold.", UserWarning, stacklevel=3)
+        return row
+    head = get_head(head_name, task=task, random_state=seed, n_jobs=n_jobs)
+    t0 = time.perf_counter()
+    head.fit(X[draw], y[draw])
+    t1 = time.perf_counter()
+    pred = head.predict(X[test])
+    t2 = time.perf_counter()
+    row.macro_f1 = macro_f1(y_test, pred, ignore=None)
+    row.train_s, row.predict_s = t1 - t0, t2 - t1
+    return row
+
+
+def _extractor_kind(name: Any) -> str:
+    from .registry import get_spec
+
+    if not isinstance(name, str):
+        return getattr(name, "kind", "pixel")
+    return get_spec(name).kind
+
+
+def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regionprops"),
+             heads: Sequence[str] = ("rf",), tasks: Sequence[str] | None = None,
+             pixel_budgets: Sequence[int | None] = PIXEL_BUDGETS,
+             object_budgets: Sequence[int | None] = OBJECT_BUDGETS, protocol: Protocol | None = None,
+             pixels_per_image: int | None = 100_000, extractor_options: dict[str, dict] | None = None,
+             n_jobs: int | None = -1, cache: Any = None,
+             log: Callable[[str], Any] | None = None) -> Evaluation:
+    """Macro-F1 against label budget for every extractor x head on ``dataset``.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        From :func:`vfm_features.datasets.load_dataset` or ``synthetic_dataset``.
+    extractors : names of registered extractors. Pixel extractors serve both tasks
+        (objects get the mean of the embedding over their mask, as ``ObjectClassifier``
+        does); object extractors such as ``regionprops`` serve the object task only.
+    heads : names from :func:`vfm_features.heads.list_heads`.
+    tasks : 'pixels' and/or 'objects'; default: every task the dataset has labels for.
+    pixel_budgets, object_budgets : labels used for training (None = all); a budget
+        above what the training folds hold uses all of them and warns (:class:`BudgetWarning`).
+    protocol : folds, repeats, seed and block size (default: 5 folds x 5 repeats, seed 0).
+    pixels_per_image : labelled pixels kept per image (uniform draw; None = all).
+    extractor_options : ``{extractor name: options}`` passed to ``get_extractor``.
+    n_jobs : threads for the heads (-1 = all cores).
+    cache : an embedding cache (or its path) for extractors that are slow to run.
+    log : called with one line of progress text at a time (e.g. ``print``).
+    """
+    protocol = protocol or Protocol()
+    tasks = tuple(tasks) if tasks is not None else dataset.tasks
+    for task in tasks:
+        if task not in TASKS:
+            raise InputError(f"Unknown task {task!r}; use one of {TASKS}.")
+        if task not in dataset.tasks:
+            need = "labels/" if task == "pixels" else "instances/ and object_classes/"
+            raise InputError(f"The {task} task needs {need} in {dataset.source or 'the dataset'}.")
+    if not tasks:
+        raise InputError("The dataset has no labels for any task.")
+    for head in heads:
+        get_head(head)  # unknown names fail before any feature is computed
+    budgets = {"pixels": check_budgets(pixel_budgets, "pixel"), "objects": check_budgets(object_budgets, "object")}
+    options = extractor_options or {}
+    kinds = {name: _extractor_kind(name) for name in extractors}
+    samples = {}
+    if "pixels" in tasks:
+        samples["pixels"] = pixel_samples(dataset, pixels_per_image, protocol)
+    if "objects" in tasks:
+        samples["objects"] = object_samples(dataset)
+    for name in extractors:
+        wanted = [s for t, s in samples.items() if t == "objects" or kinds[name] == "pixel"]
+        if not wanted:
+            raise InputError(f"{name!r} is an object extractor and serves only the objects task; "
+                             f"this run has tasks {list(tasks)}.")
+        compute_features(name, options.get(name), dataset, wanted, cache=cache, log=log)
+    rows: list[EvalRow] = []
+    for task, s in samples.items():
+        if not s.features:
+            raise InputError(f"No extractor given serves the {task} task; add a pixel extractor such as 'filters'.")
+        rows += run_protocol(s, budgets[task], heads, protocol, n_images=len(dataset), n_jobs=n_jobs, log=log)
+    return Evaluation(rows=rows, protocol=protocol, dataset=dataset.source or "dataset", n_images=len(dataset))
