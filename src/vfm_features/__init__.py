@@ -31,7 +31,6 @@ _LAZY = {
     "aggregate_embedding": "aggregate",
     "make_synthetic": "synthetic",
     "EmbeddingCache": "cache",
-    "evaluate": "evaluate",
     "load_dataset": "datasets",
     "macro_f1": "metrics",
 }
