@@ -16,7 +16,29 @@ from .tiling import embed_tiled, tiling_for
 from .upsample import get_upsampler
 
 
-class FeatureExtractor(ABC):
+class _ExtractorBase(ABC):
+    """Stores the spec and options; constructors do nothing else (weights load lazily)."""
+
+    kind = "pixel"
+
+    def __init__(self, spec: ExtractorSpec, **options: Any) -> None:
+        self.spec = spec
+        self.options = dict(options)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def signature(self) -> dict[str, Any]:
+        """What determines the features: used by caches and saved classifiers."""
+        return {"extractor": self.name, "options": _jsonable(self.options)}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({self.name!r}{', ' + opts if opts else ''})"
+
+
+class FeatureExtractor(_ExtractorBase):
     """Turns a 2D image into an :class:`Embedding` (C x h x w plus geometry).
 
     Subclasses implement :meth:`_embed_plane` for one (Y, X, C) plane in its raw
@@ -30,15 +52,7 @@ class FeatureExtractor(ABC):
 
     kind = "pixel"
 
-    def __init__(self, spec: ExtractorSpec, **options: Any) -> None:
-        self.spec = spec
-        self.options = dict(options)
-
     # -- description ---------------------------------------------------------
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
     def n_features_for(self, n_channels: int) -> int:
         """Number of feature channels for an input with ``n_channels`` channels."""
         if self.spec.n_features is None:
@@ -51,9 +65,8 @@ class FeatureExtractor(ABC):
         return self.n_features_for(1)
 
     def signature(self) -> dict[str, Any]:
-        """What determines the features: used by caches and saved classifiers."""
-        return {"extractor": self.name, "options": _jsonable(self.options),
-                "weights_hash": self.weights_hash}
+        """What determines the features (name, options, weights): used by caches and saved classifiers."""
+        return {**super().signature(), "weights_hash": self.weights_hash}
 
     @property
     def weights_hash(self) -> str | None:
@@ -106,9 +119,6 @@ class FeatureExtractor(ABC):
         """Features (C, H', W') on a grid of ``out_shape`` spanning the image (default: image shape)."""
         return get_upsampler(upsampler).dense(embedding, out_shape)
 
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"{type(self).__name__}({self.name!r}{', ' + opts if opts else ''})"
 
 
 @dataclass
@@ -125,25 +135,10 @@ class ObjectFeatures:
                 f"ObjectFeatures: values {self.values.shape} do not match {len(self.ids)} ids x {len(self.names)} names.")
 
 
-class ObjectFeatureExtractor(ABC):
+class ObjectFeatureExtractor(_ExtractorBase):
     """Per-object features from an image and its instance mask (0 = background)."""
 
     kind = "object"
-
-    def __init__(self, spec: ExtractorSpec, **options: Any) -> None:
-        self.spec = spec
-        self.options = dict(options)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def signature(self) -> dict[str, Any]:
-        return {"extractor": self.name, "options": _jsonable(self.options)}
-
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"{type(self).__name__}({self.name!r}{', ' + opts if opts else ''})"
 
     @abstractmethod
     def object_features(self, image: Any, mask: np.ndarray, *, axes: str | None = None) -> ObjectFeatures:

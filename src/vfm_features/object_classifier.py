@@ -12,11 +12,12 @@ from ._embedding_source import build_extractor, embed_plane
 from .aggregate import EmbeddingObjectFeatures
 from .errors import ExtractorMismatchError, InputError
 from .extractor import ObjectFeatures, ensure_sequence
-from .forest import make_forest, predict_proba_float32
+from ._forest_head import ForestHeadMixin
+from .forest import predict_proba_float32
 from .preprocess import to_planes
 from .progress import progress_bar
 from .sampling import sample_objects
-from .validation import check_classes_present, check_instance_mask, check_is_fitted
+from .validation import check_instance_mask, check_is_fitted
 
 
 @dataclass
@@ -48,7 +49,7 @@ def majority_vote(instances: np.ndarray, class_image: np.ndarray) -> dict[int, i
     return {int(o): int(c) for o, c in pairs[first]}
 
 
-class ObjectClassifier(ClassifierMixin, BaseEstimator):
+class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
     """Random-forest classifier of segmented objects.
 
     With an object extractor (``"regionprops"``) its features are used as they are;
@@ -106,9 +107,7 @@ class ObjectClassifier(ClassifierMixin, BaseEstimator):
     # -- training ------------------------------------------------------------
     def fit(self, images: Any, masks: Any, object_labels: Any, *, axes: str | None = None) -> "ObjectClassifier":
         """Train on images, their instance masks and object labels (mapping or class image per image)."""
-        self._samples: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for attr in ("classes_", "forest_"):
-            self.__dict__.pop(attr, None)
+        self._reset()
         return self.partial_fit(images, masks, object_labels, axes=axes)
 
     def partial_fit(self, images: Any, masks: Any, object_labels: Any, *,
@@ -133,21 +132,11 @@ class ObjectClassifier(ClassifierMixin, BaseEstimator):
             y = np.array([mapping[i] for i in ids], np.int64)
             self._samples[len(self._samples)] = (feats.values[rows], y)
             self.feature_names_ = feats.names
-        parts = list(self._samples.values())
-        y_all = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        check_classes_present(np.unique(y_all), what="object labels")
-        X_all = np.concatenate([p[0] for p in parts])
+        X_all, y_all = self._stacked_samples("object labels")
         chosen = sample_objects(dict(enumerate(y_all.tolist())), self.budget, random_state=self.random_state)
         keep = np.array(sorted(chosen), np.int64)
-        forest = make_forest(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                             min_samples_leaf=self.min_samples_leaf, n_jobs=self.n_jobs,
-                             random_state=self.random_state)
-        forest.fit(X_all[keep], y_all[keep])
-        self.forest_ = forest
-        self.classes_ = forest.classes_
-        self.n_features_in_ = X_all.shape[1]
+        self._fit_forest(X_all[keep], y_all[keep], self._get_object_extractor().signature())
         self.n_training_objects_ = int(len(keep))
-        self.signature_ = self._get_object_extractor().signature()
         return self
 
     @staticmethod
@@ -200,9 +189,3 @@ class ObjectClassifier(ClassifierMixin, BaseEstimator):
         lut[ids] = classes
         return ObjectPrediction(ids=ids, classes=classes, probabilities=proba, class_ids=self.classes_,
                                 class_image=lut[mask])
-
-    def save(self, path) -> None:
-        """Save to a ``.vfmc`` file (skops forest + JSON metadata); see :func:`load_classifier`."""
-        from .persistence import save_classifier
-
-        save_classifier(self, path)

@@ -11,16 +11,17 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from ._embedding_source import build_extractor, embed_plane
 from .errors import ExtractorMismatchError, InputError
 from .extractor import ensure_sequence
-from .forest import make_forest, predict_proba_float32
+from ._forest_head import ForestHeadMixin
+from .forest import predict_proba_float32
 from .geometry import Embedding, EmbeddingGeometry
 from .preprocess import to_planes
 from .progress import progress_bar
 from .sampling import sample_balanced, sample_pixels
 from .upsample import get_upsampler
-from .validation import check_classes_present, check_is_fitted, check_labels
+from .validation import check_is_fitted, check_labels
 
 
-class PixelClassifier(ClassifierMixin, BaseEstimator):
+class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
     """Random-forest pixel classifier on the features of any registered extractor.
 
     Training reads features only at the drawn labelled pixels (at most ``budget``,
@@ -75,9 +76,7 @@ class PixelClassifier(ClassifierMixin, BaseEstimator):
     # -- training ------------------------------------------------------------
     def fit(self, images: Any, labels: Any, *, axes: str | None = None) -> "PixelClassifier":
         """Train on one image or a list of images with sparse labels (0 = unlabelled, 1..K)."""
-        self._samples: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for attr in ("classes_", "forest_"):
-            self.__dict__.pop(attr, None)
+        self._reset()
         return self.partial_fit(images, labels, axes=axes)
 
     def partial_fit(self, images: Any, labels: Any, *, axes: str | None = None) -> "PixelClassifier":
@@ -103,29 +102,11 @@ class PixelClassifier(ClassifierMixin, BaseEstimator):
             emb = embed_plane(extractor, plane, self.cache)
             X = up.sparse(emb, coords)
             self._samples[key] = (X, y)
-        X, y = self._training_set()
+        X, y = self._stacked_samples("labels")
         keep = sample_balanced(y, self.budget, random_state=self.random_state)
-        forest = make_forest(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                             min_samples_leaf=self.min_samples_leaf, n_jobs=self.n_jobs,
-                             random_state=self.random_state)
-        forest.fit(X[keep], y[keep])
-        self.forest_ = forest
-        self.classes_ = forest.classes_
-        self.n_features_in_ = X.shape[1]
+        self._fit_forest(X[keep], y[keep], extractor.signature())
         self.n_training_pixels_ = int(len(keep))
-        self.signature_ = extractor.signature()
         return self
-
-    def _training_set(self) -> tuple[np.ndarray, np.ndarray]:
-        parts = list(self._samples.values())
-        ys = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        check_classes_present(np.unique(ys), what="labels")
-        widths = {p[0].shape[1] for p in parts}
-        if len(widths) > 1:
-            raise InputError(
-                f"The images give different numbers of features {sorted(widths)}; train only on images "
-                "with the same number of channels (or reduce channels with extractor_options).")
-        return np.concatenate([p[0] for p in parts]), ys
 
     # -- prediction ----------------------------------------------------------
     def predict_proba(self, image: Any, *, axes: str | None = None) -> np.ndarray:
@@ -182,12 +163,6 @@ class PixelClassifier(ClassifierMixin, BaseEstimator):
             raise ExtractorMismatchError(
                 f"This classifier was trained on features {expected} but is applied with "
                 f"{extractor.signature()}; use the same extractor, options and weights, or retrain.")
-
-    def save(self, path) -> None:
-        """Save to a ``.vfmc`` file (skops forest + JSON metadata); see :func:`load_classifier`."""
-        from .persistence import save_classifier
-
-        save_classifier(self, path)
 
 
 def _content_key(plane: np.ndarray) -> str:
