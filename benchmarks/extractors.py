@@ -22,7 +22,7 @@ ALL = QUICK + ["sam:vit_l", "sam:vit_h", "sam2:hiera_s", "sam2:hiera_b+", "sam2:
                "dinov3:vitl16"]
 
 
-def measure(name: str, size: int, repeats: int) -> dict:
+def measure(name: str, size: int, repeats: int, device: str = "cpu") -> dict:
     """Run in a child process: build, warm up once, then time ``repeats`` embeddings."""
     import resource
 
@@ -31,7 +31,7 @@ def measure(name: str, size: int, repeats: int) -> dict:
     import vfm_features as vf
 
     spec = vf.get_spec(name)
-    options = {"pretrained": False} if spec.requires and "torch" in spec.requires else {}
+    options = {"pretrained": False, "device": device} if spec.requires and "torch" in spec.requires else {}
     ext = vf.get_extractor(name, **options)
     image = (np.random.default_rng(0).random((size, size)) * 4095).astype(np.uint16)
     t0 = time.perf_counter()
@@ -53,21 +53,23 @@ def main(argv=None) -> int:
     p.add_argument("--all", action="store_true", help="every architecture")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=1, help="timed runs after the first (default 1)")
+    p.add_argument("--device", default="cpu", help="torch device for the model extractors (cpu, cuda, mps, auto)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(measure(args.child, args.size, args.repeats)))
+        print(json.dumps(measure(args.child, args.size, args.repeats, args.device)))
         return 0
     names = args.names or (ALL if args.all else QUICK)
     import torch
 
-    print(f"extractors on a {args.size}x{args.size} uint16 image, random weights, CPU, "
+    print(f"extractors on a {args.size}x{args.size} uint16 image, random weights, device {args.device}, "
           f"{torch.get_num_threads()} torch threads, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"{'extractor':<18} {'first call s':>12} {'embed s':>9} {'peak RSS MiB':>13}  embedding (C, h, w), step px")
     rows = []
     for name in names:
         proc = subprocess.run([sys.executable, __file__, "--child", name, "--size", str(args.size),
-                               "--repeats", str(args.repeats)], capture_output=True, text=True)
+                               "--repeats", str(args.repeats), "--device", args.device],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["?"])[-1]
             print(f"{name:<18} failed: {last}")
