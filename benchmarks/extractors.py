@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         step = ", ".join(f"{s:g}" for s in r["step"])
         print(f"{r['name']:<18} {r['first_s']:>12.2f} {r['embed_s']:>9.2f} {r['peak_rss_mib']:>13.0f}  "
               f"{tuple(r['shape'])}, {step}")
-    if rows and rows[0]["name"].startswith("filters"):
+    if len(rows) > 1 and rows[0]["name"].startswith("filters"):
         base = rows[0]["embed_s"]
         print("ratios to the filter bank: " + ", ".join(f"{r['name']} {r['embed_s'] / base:.1f}x" for r in rows[1:]))
     return 0
