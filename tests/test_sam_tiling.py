@@ -54,3 +54,38 @@ def test_stack_with_tiling_embeds_every_slice():
     image = np.random.default_rng(1).random((2, 200, 140)).astype(np.float32)
     embs = sam(tile_shape=128, halo=32).embed_stack(image, axes="ZYX")
     assert len(embs) == 2 and embs[0].data.shape[1:] == (13, 9)
+
+
+def test_missing_mps_operation_falls_back_to_cpu_with_a_warning():
+    import torch
+
+    ext = sam()
+    calls = []
+
+    class FakeMPS(torch.nn.Module):
+        """Raises like a missing MPS kernel while 'on mps', then works on the CPU."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+            self.on_mps = True
+
+        def forward(self, x):
+            calls.append(self.on_mps)
+            if self.on_mps:
+                raise NotImplementedError("The operator 'aten::foo' is not currently implemented for the MPS device.")
+            return x * self.w
+
+        def to(self, *args, **kwargs):
+            self.on_mps = False
+            return super().to(*args, **kwargs)
+
+    model = FakeMPS()
+    ext._device = "mps"
+    with pytest.warns(RuntimeWarning, match="MPS"):
+        out = ext._call_model(model, torch.ones(2))
+    assert calls == [True, False] and ext._device == "cpu" and out.tolist() == [1.0, 1.0]
+    ext._call_model(model, torch.ones(2))  # later calls run on the CPU without warning again
+    assert calls == [True, False, False]
+    with pytest.raises(NotImplementedError):  # on other devices the error is not hidden
+        sam()._call_model(FakeMPS(), torch.ones(1))

@@ -341,7 +341,7 @@ class Dinov3Extractor(ModelExtractor):
             th, tw = self._input_shape(chunk[0][1].shape[:2], patch)
             batch = resized_batch([img for _, img in chunk], (th, tw), self.mean, self.std, device)
             with torch.inference_mode(), autocast(device, self.options["precision"]):
-                tokens = net(pixel_values=batch).last_hidden_state
+                tokens = self._call_model(net, pixel_values=batch).last_hidden_state
             gh, gw = th // patch, tw // patch
             if tokens.shape[1] != n_prefix + gh * gw:
                 raise RuntimeError(f"DINOv3 returned {tokens.shape[1]} tokens for a {gh} x {gw} patch grid "

@@ -195,7 +195,7 @@ class SamExtractor(ModelExtractor):
         with torch.inference_mode():
             x = torch.cat([self._model_input(view) for _, view in batch])
             with autocast(self._device, self.options["precision"]):
-                y = self._encoder(x)
+                y = self._call_model(self._encoder, x)
             y = y.float().cpu().numpy()
         for (i, _), out in zip(batch, y):
             rows, cols = geoms[i][1]

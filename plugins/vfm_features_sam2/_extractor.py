@@ -238,7 +238,7 @@ class Sam2Extractor(ModelExtractor):
             chunk = jobs[start:start + step]
             batch = resized_batch([img for _, img in chunk], (size, size), PIXEL_MEAN, PIXEL_STD, device)
             with torch.inference_mode(), autocast(device, self.options["precision"]):
-                fpn = self._encoder(batch)["backbone_fpn"]
+                fpn = self._call_model(self._encoder, batch)["backbone_fpn"]
             out = _pick_level(fpn, size, level)
             out = out.float().cpu().numpy()
             for (i, _), f in zip(chunk, out):

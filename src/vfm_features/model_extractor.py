@@ -13,6 +13,7 @@ torch is only imported inside functions: importing this module stays cheap.
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from typing import Any, Sequence
 
@@ -176,6 +177,35 @@ class ModelExtractor(FeatureExtractor):
             return super().embed_plane(images, progress=progress)
         finally:
             self._views_ready = False
+
+    def _call_model(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+        """``model(*args, **kwargs)``, falling back from MPS to the CPU when an operation is missing.
+
+        MPS lacks some operations; when one is missing the model moves to the CPU
+        once, with a warning, instead of failing (setting PYTORCH_ENABLE_MPS_FALLBACK=1
+        before starting Python falls back per operation instead). Later inputs
+        prepared for MPS are moved to the CPU too.
+        """
+        import torch
+
+        def to_cpu(values):
+            return [v.cpu() if isinstance(v, torch.Tensor) else v for v in values]
+
+        if getattr(self, "_mps_fallback", False):
+            args, kwargs = to_cpu(args), dict(zip(kwargs, to_cpu(kwargs.values())))
+        try:
+            return model(*args, **kwargs)
+        except NotImplementedError as exc:
+            if not str(getattr(self, "_device", "")).startswith("mps"):
+                raise
+            warnings.warn(
+                f"{self.name}: an operation is not implemented on MPS ({str(exc).splitlines()[0]}); "
+                "running this extractor on the CPU from now on. Set PYTORCH_ENABLE_MPS_FALLBACK=1 before "
+                "starting Python to fall back per operation instead.", RuntimeWarning, stacklevel=3)
+            model.to("cpu")
+            self._device = "cpu"
+            self._mps_fallback = True
+            return model(*to_cpu(args), **dict(zip(kwargs, to_cpu(kwargs.values()))))
 
     def model_images(self, plane: np.ndarray) -> list[np.ndarray]:
         """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
