@@ -89,3 +89,15 @@ def test_missing_mps_operation_falls_back_to_cpu_with_a_warning():
     assert calls == [True, False, False]
     with pytest.raises(NotImplementedError):  # on other devices the error is not hidden
         sam()._call_model(FakeMPS(), torch.ones(1))
+
+
+def test_tiles_are_batched_and_give_the_same_embedding():
+    image = (np.random.default_rng(2).random((300, 260)) * 255).astype(np.uint8)
+    one = sam(tile_shape=128, halo=32, batch_size=1)
+    many = sam(tile_shape=128, halo=32, batch_size=4)
+    sizes = []
+    original = many._run
+    many._run = lambda batch, geoms, parts: (sizes.append(len(batch)), original(batch, geoms, parts))[1]
+    a, b = one.embed(image), many.embed(image)
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-4)
+    assert max(sizes) == 4 and sum(sizes) == a.meta["tiling"]["n_tiles"]

@@ -197,8 +197,11 @@ def _read_tile(plane: np.ndarray, tile: Tile) -> np.ndarray:
     return np.ascontiguousarray(data)
 
 
-def _embed_tile(extractor: FeatureExtractor, plane: np.ndarray, tile: Tile) -> Embedding:
-    emb = extractor._embed_plane(_read_tile(plane, tile))
+def _embed_tile(extractor: FeatureExtractor, plane: np.ndarray, tile: Tile,
+                embedded: dict[int, Embedding] | None = None) -> Embedding:
+    emb = embedded.pop(tile.index, None) if embedded else None
+    if emb is None:
+        emb = extractor._embed_plane(_read_tile(plane, tile))
     if tuple(emb.geometry.image_shape) != tuple(tile.shape):
         raise PluginValidationError(
             f"Extractor {extractor.name!r} returned an embedding for image_shape {emb.geometry.image_shape} "
@@ -254,11 +257,19 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
     out = np.empty((first_emb.n_features,) + shape, dtype=first_emb.data.dtype)
     extent = (0, 0)
 
+    batch_size = int(extractor.options.get("batch_size") or 1)
+    embed_many = getattr(extractor, "_embed_planes", None)  # models that batch inputs (ModelExtractor)
+    embedded: dict[int, Embedding] = {}
     for tile in tiles:
         if tile.index == 0 and tile.shape == first.shape:
             emb = first_emb
         else:
-            emb = _embed_tile(extractor, plane, tile)
+            if (embed_many is not None and batch_size > 1 and tile.shape == first.shape
+                    and tile.index not in embedded):
+                # embed this tile and the next ones of the same shape in one forward pass
+                ahead = [t for t in tiles[tile.index:] if t.shape == first.shape][:batch_size]
+                embedded.update(zip([t.index for t in ahead], embed_many([_read_tile(plane, t) for t in ahead])))
+            emb = _embed_tile(extractor, plane, tile, embedded)
             if not _same_step(tuple(emb.geometry.step), step) and tile.shape != first.shape:
                 pad = tuple(max(0, o + s - d) for o, s, d in zip(tile.origin, first.shape, (H, W)))
                 tile = Tile(tile.index, tile.origin, first.shape, tile.core, pad)  # type: ignore[arg-type]
