@@ -85,7 +85,6 @@ class SamExtractor(ModelExtractor):
         options = check_model_options(weights=weights, pretrained=pretrained, trust_checkpoint=trust_checkpoint,
                                       device=device, precision=precision, batch_size=batch_size, channels=channels,
                                       normalization=normalization)
-        options["precision"] = precision  # kept as given: it is part of the signature of SAM features
         super().__init__(spec, architecture=architecture, **options, seed=seed, progress=progress,
                          tile_shape=tile_shape, halo=halo)
         self._encoder: Any = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import numpy as np
 
 from .geometry import Embedding
 from .registry import get_extractor
@@ -15,10 +18,28 @@ def build_extractor(extractor: Any, options: dict | None) -> Any:
     return extractor
 
 
-def embed_plane(extractor: Any, plane, cache: Any = None) -> Embedding:
-    """Embed a (Y, X, C) plane, through ``cache`` when one is given."""
+def content_key(plane: np.ndarray) -> str:
+    """A digest of a plane's shape, dtype and pixels."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((plane.shape, plane.dtype.str)).encode())
+    h.update(np.ascontiguousarray(plane).data)
+    return h.hexdigest()
+
+
+def embed_plane(extractor: Any, plane, cache: Any = None, memo: dict | None = None) -> Embedding:
+    """Embed a (Y, X, C) plane, through ``cache`` when one is given.
+
+    Without a cache, ``memo`` (a dict the caller owns) keeps the last embedding,
+    so that training and then predicting the same image embeds it once.
+    """
     if cache is None:
-        return extractor.embed_plane(plane)
+        if memo is None:
+            return extractor.embed_plane(plane)
+        key = content_key(plane)
+        if memo.get("key") != key:
+            memo.clear()
+            memo.update(key=key, embedding=extractor.embed_plane(plane))
+        return memo["embedding"]
     if isinstance(cache, str):
         from .cache import EmbeddingCache
 

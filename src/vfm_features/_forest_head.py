@@ -6,9 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import ExtractorMismatchError, InputError
 from .forest import make_forest
 from .validation import check_classes_present
+
+# everything fit() learns; set_params() + fit() must start from none of it
+_LEARNED = ("classes_", "forest_", "extractor_", "object_extractor_", "signature_", "n_features_in_",
+            "feature_names_", "n_training_pixels_", "n_training_objects_")
 
 
 class ForestHeadMixin:
@@ -35,10 +39,38 @@ class ForestHeadMixin:
         self.n_features_in_ = X.shape[1]
         self.signature_ = signature
 
+    def _memo(self) -> dict:
+        """The last embedding computed without a cache (see ``_embedding_source.embed_plane``)."""
+        if "_last_embedding" not in self.__dict__:
+            self._last_embedding: dict = {}
+        return self._last_embedding
+
     def _reset(self) -> None:
         self._samples = {}
-        for attr in ("classes_", "forest_"):
+        self.__dict__.pop("_last_embedding", None)
+        for attr in _LEARNED:
             self.__dict__.pop(attr, None)
+
+    def _start_partial_fit(self) -> None:
+        """Refuse to extend a loaded classifier, whose training samples were not saved."""
+        if not hasattr(self, "_samples"):
+            if hasattr(self, "forest_"):
+                raise InputError(
+                    "This classifier was loaded from a file, which keeps the forest but not its training "
+                    "samples, so partial_fit cannot add to them; call fit() with all the labels instead.")
+            self._samples = {}
+
+    def _check_features(self, extractor: Any, n_features: int) -> None:
+        """The features at prediction must be those of training: same extractor signature and width."""
+        expected = getattr(self, "signature_", None)
+        if expected is not None and extractor.signature() != expected:
+            raise ExtractorMismatchError(
+                f"This classifier was trained on features {expected} but is applied with "
+                f"{extractor.signature()}; use the same extractor, options and weights, or retrain.")
+        if n_features != self.n_features_in_:
+            raise InputError(
+                f"The input gives {n_features} features but the classifier was trained on "
+                f"{self.n_features_in_}; use images with the same channels as in training.")
 
     def save(self, path) -> None:
         """Save to a ``.vfmc`` file (skops forest + JSON metadata); see :func:`load_classifier`."""

@@ -47,11 +47,11 @@ RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpo
 
 # -- option checks -----------------------------------------------------------------
 def check_precision(precision: Any) -> str:
-    """``precision`` as given, stripped and lower-cased (an alias such as 'bf16' stays as it is)."""
+    """The canonical name of ``precision`` ('bf16' -> 'bfloat16'), so that aliases give one signature."""
     value = str(precision).strip().lower()
     if value not in PRECISIONS:
         raise InputError(f"precision={precision!r} is unknown; use 'float32', 'bfloat16' or 'float16'.")
-    return value
+    return PRECISIONS[value]
 
 
 def check_batch_size(batch_size: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -10,14 +11,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ._embedding_source import build_extractor, embed_plane
 from .aggregate import EmbeddingObjectFeatures
-from .errors import ExtractorMismatchError, InputError
+from .errors import InputError
 from .extractor import ObjectFeatures, ensure_sequence
 from ._forest_head import ForestHeadMixin
 from .forest import predict_proba_float32
 from .preprocess import to_planes
 from .progress import progress_bar
-from .sampling import sample_objects
-from .validation import check_instance_mask, check_is_fitted
+from .sampling import sample_balanced
+from .validation import check_instance_mask, check_is_fitted, check_labels
 
 
 @dataclass
@@ -91,10 +92,9 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         if getattr(base, "kind", "pixel") == "object":
             self.object_extractor_ = base
         else:
-            cache = self.cache
             self.object_extractor_ = EmbeddingObjectFeatures(
                 base, stats=tuple(self.stats), include_area=self.include_area, upsampler=self.upsampler,
-                embed=lambda plane: embed_plane(base, plane, cache))
+                embed=functools.partial(embed_plane, base, cache=self.cache, memo=self._memo()))
 
     def object_features(self, image: Any, mask: Any, *, axes: str | None = None) -> ObjectFeatures:
         """The per-object features this classifier uses for ``image`` and its instance ``mask``."""
@@ -119,8 +119,7 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
             raise InputError(
                 f"Got {len(images)} image(s), {len(masks)} mask(s) and {len(object_labels)} label set(s); "
                 "pass one mask and one label set per image.")
-        if not hasattr(self, "_samples"):
-            self._samples = {}
+        self._start_partial_fit()
         for img, mask, labs in progress_bar(list(zip(images, masks, object_labels)), self.progress,
                                             desc="object features"):
             feats = self.object_features(img, mask, axes=axes)
@@ -133,8 +132,7 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
             self._samples[len(self._samples)] = (feats.values[rows], y)
             self.feature_names_ = feats.names
         X_all, y_all = self._stacked_samples("object labels")
-        chosen = sample_objects(dict(enumerate(y_all.tolist())), self.budget, random_state=self.random_state)
-        keep = np.array(sorted(chosen), np.int64)
+        keep = sample_balanced(y_all, self.budget, random_state=self.random_state)
         self._fit_forest(X_all[keep], y_all[keep], self._get_object_extractor().signature())
         self.n_training_objects_ = int(len(keep))
         return self
@@ -152,13 +150,7 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
             if bad:
                 raise InputError(f"Object classes must be positive integers; got {bad[:5]}.")
             return mapping
-        class_image = np.asarray(labels)
-        if class_image.shape != mask.shape:
-            raise InputError(
-                f"The class image has shape {class_image.shape} but the mask is {mask.shape}; pass a class "
-                "image of the same shape or a mapping {object id: class}.")
-        if class_image.dtype.kind not in "uib" or (class_image.size and class_image.min() < 0):
-            raise InputError("The class image must hold non-negative integer classes (0 = unlabelled).")
+        class_image = check_labels(labels, mask.shape, name="class image")
         return majority_vote(mask, class_image)
 
     # -- prediction ----------------------------------------------------------
@@ -166,16 +158,8 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         """(ids, probabilities (n, K)) for every object in ``mask``."""
         check_is_fitted(self, "forest_")
         extractor = self._get_object_extractor()
-        expected = getattr(self, "signature_", None)
-        if expected is not None and extractor.signature() != expected:
-            raise ExtractorMismatchError(
-                f"This classifier was trained on features {expected} but is applied with "
-                f"{extractor.signature()}; use the same extractor and options, or retrain.")
         feats = self.object_features(image, mask, axes=axes)
-        if feats.values.shape[1] != self.n_features_in_:
-            raise InputError(
-                f"The objects have {feats.values.shape[1]} features but the classifier was trained on "
-                f"{self.n_features_in_}; use images with the same channels as in training.")
+        self._check_features(extractor, feats.values.shape[1])
         if len(feats.ids) == 0:
             return feats.ids, np.zeros((0, len(self.classes_)), np.float32)
         return feats.ids, predict_proba_float32(self.forest_, feats.values)
@@ -185,7 +169,20 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         ids, proba = self.predict_proba(image, mask, axes=axes)
         classes = self.classes_[np.argmax(proba, axis=1)] if len(ids) else np.zeros(0, self.classes_.dtype)
         mask = np.asarray(mask).astype(np.int64)
-        lut = np.zeros(int(mask.max()) + 1 if mask.size else 1, dtype=np.int64)
-        lut[ids] = classes
+        present, inverse = np.unique(mask, return_inverse=True)  # a lookup table sized by the objects, not the ids
+        lut = np.zeros(len(present), dtype=np.int64)
+        lut[np.searchsorted(present, ids)] = classes
         return ObjectPrediction(ids=ids, classes=classes, probabilities=proba, class_ids=self.classes_,
-                                class_image=lut[mask])
+                                class_image=lut[inverse].reshape(mask.shape))
+
+    def score(self, image: Any, mask: Any, object_labels: Any, *, axes: str | None = None) -> float:
+        """Macro-F1 over the labelled objects (``object_labels``: mapping or class image)."""
+        from .metrics import macro_f1
+
+        pred = self.predict(image, mask, axes=axes)
+        truth = self._label_mapping(object_labels, np.asarray(mask), pred.ids)
+        if not truth:
+            raise InputError("No object of the mask is labelled; pass labels for at least one object.")
+        ids = np.array(sorted(truth), np.int64)
+        predicted = pred.classes[np.searchsorted(pred.ids, ids)]
+        return macro_f1(np.array([truth[i] for i in ids]), predicted, ignore=None)

@@ -27,10 +27,20 @@ _TRUSTED_PREFIXES = ("sklearn.", "numpy.")
 
 
 def _params(clf) -> dict[str, Any]:
+    """The constructor parameters as JSON; an extractor instance is saved as its name and options."""
     params = clf.get_params(deep=False)
     params.pop("cache", None)
     if not isinstance(params.get("extractor"), str):
-        params["extractor"] = clf._get_extractor().name if hasattr(clf, "_get_extractor") else str(params["extractor"])
+        instance = params["extractor"]
+        params["extractor"] = instance.name
+        params["extractor_options"] = dict(instance.options)
+    for key, value in (params.get("extractor_options") or {}).items():
+        try:
+            json.dumps(value, default=_json_default)
+        except TypeError:
+            raise InputError(
+                f"The extractor option {key}={value!r} cannot be saved; build the extractor from its "
+                "registered name with plain options (numbers, strings, lists) to save the classifier.") from None
     return json.loads(json.dumps(params, default=_json_default))
 
 

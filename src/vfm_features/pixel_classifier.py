@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ._embedding_source import build_extractor, embed_plane
-from .errors import ExtractorMismatchError, InputError
+from ._embedding_source import build_extractor, content_key, embed_plane
+from .errors import InputError
 from .extractor import ensure_sequence
 from ._forest_head import ForestHeadMixin
 from .forest import predict_proba_float32
@@ -88,18 +87,17 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         images, labels = ensure_sequence(images), ensure_sequence(labels)
         if len(images) != len(labels):
             raise InputError(f"Got {len(images)} image(s) but {len(labels)} label image(s); pass one label image per image.")
-        if not hasattr(self, "_samples"):
-            self._samples = {}
+        self._start_partial_fit()
         extractor = self._get_extractor()
         up = get_upsampler(self.upsampler)
-        pairs = [(p, l) for img, lab in zip(images, labels) for p, l in _planes_with_labels(img, lab, axes)]
-        for plane, lab in progress_bar(pairs, self.progress, desc="features at labels"):
-            key = _content_key(plane)
+        pairs = _merge_same_images(
+            [(p, l) for img, lab in zip(images, labels) for p, l in _planes_with_labels(img, lab, axes)])
+        for key, (plane, lab) in progress_bar(list(pairs.items()), self.progress, desc="features at labels"):
             if not lab.any():
                 self._samples.pop(key, None)
                 continue
             _, coords, y = sample_pixels(lab, self.budget, random_state=self.random_state)
-            emb = embed_plane(extractor, plane, self.cache)
+            emb = embed_plane(extractor, plane, self.cache, self._memo())
             X = up.sparse(emb, coords)
             self._samples[key] = (X, y)
         X, y = self._stacked_samples("labels")
@@ -113,7 +111,6 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         """Class probabilities with shape (K, H, W) for a 2D image, (..., K, H, W) for a stack."""
         check_is_fitted(self, "forest_")
         extractor = self._get_extractor()
-        self._check_signature(extractor)
         planes, stack = to_planes(image, axes)
         out = [self._predict_plane(extractor, p) for p in progress_bar(planes, self.progress and len(planes) > 1, desc="predict")]
         arr = np.stack(out)
@@ -124,12 +121,19 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(image, axes=axes)
         return self.classes_[np.argmax(proba, axis=-3)]
 
+    def score(self, image: Any, labels: Any, *, axes: str | None = None) -> float:
+        """Macro-F1 of the prediction over the labelled pixels of ``labels`` (0 = unlabelled)."""
+        from .metrics import macro_f1
+
+        pred = self.predict(image, axes=axes)
+        labels = np.asarray(labels)
+        if labels.shape != pred.shape:
+            raise InputError(f"labels have shape {labels.shape} but the prediction is {pred.shape}.")
+        return macro_f1(labels, pred)
+
     def _predict_plane(self, extractor, plane: np.ndarray) -> np.ndarray:
-        emb = embed_plane(extractor, plane, self.cache)
-        if emb.n_features != self.n_features_in_:
-            raise InputError(
-                f"The image gives {emb.n_features} features but the classifier was trained on "
-                f"{self.n_features_in_}; use images with the same channels as in training.")
+        emb = embed_plane(extractor, plane, self.cache, self._memo())
+        self._check_features(extractor, emb.n_features)
         H, W = plane.shape[:2]
         grid = tuple(self.working_shape) if self.working_shape else (H, W)
         grid = (min(grid[0], H), min(grid[1], W))
@@ -157,19 +161,16 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
             self.extractor_ = extractor
         return self.extractor_
 
-    def _check_signature(self, extractor) -> None:
-        expected = getattr(self, "signature_", None)
-        if expected is not None and extractor.signature() != expected:
-            raise ExtractorMismatchError(
-                f"This classifier was trained on features {expected} but is applied with "
-                f"{extractor.signature()}; use the same extractor, options and weights, or retrain.")
 
-
-def _content_key(plane: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(str((plane.shape, plane.dtype.str)).encode())
-    h.update(np.ascontiguousarray(plane).data)
-    return h.hexdigest()
+def _merge_same_images(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Key each plane by content; labels of the same plane given twice are merged (later ones win)."""
+    merged: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for plane, lab in pairs:
+        key = content_key(plane)
+        if key in merged:
+            lab = np.where(lab > 0, lab, merged[key][1])
+        merged[key] = (plane, lab)
+    return merged
 
 
 def _planes_with_labels(image: Any, labels: Any, axes: str | None) -> list[tuple[np.ndarray, np.ndarray]]:

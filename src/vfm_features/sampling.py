@@ -55,6 +55,10 @@ def sample_balanced(y: np.ndarray, budget: int | None, *, random_state=None) -> 
         return np.arange(len(y))
     rng = np.random.default_rng(random_state)
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if budget < len(classes):
+        raise InputError(
+            f"budget={budget} is smaller than the {len(classes)} labelled classes; every class needs at least "
+            f"one sample: use a budget of at least {len(classes)}.")
     quotas = class_quotas(counts, budget)
     # a random key per sample; within each class keep the ``quota`` smallest keys
     keys = rng.random(len(y))

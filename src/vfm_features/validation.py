@@ -44,7 +44,8 @@ def check_image(image: Any, *, axes: str | None = None, name: str = "image") -> 
     if "Y" not in axes or "X" not in axes:
         raise InputError(f"axes={axes!r} lacks Y or X. " + _AXES_HELP)
     if arr.size == 0 or arr.shape[axes.index("Y")] < 2 or arr.shape[axes.index("X")] < 2:
-        raise InputError(f"{name} of shape {arr.shape} is empty or smaller than 2x2 pixels.")
+        raise InputError(f"{name} of shape {arr.shape} is empty or smaller than 2 x 2 pixels; "
+                         "pass an image of at least 2 x 2 pixels (pad a 1-pixel line, e.g. with np.pad).")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int((~np.isfinite(arr)).sum())
         raise InputError(
@@ -54,8 +55,7 @@ def check_image(image: Any, *, axes: str | None = None, name: str = "image") -> 
     return arr, axes
 
 
-def check_labels(labels: Any, image_shape: tuple[int, int], *, name: str = "labels",
-                 min_classes: int = 2) -> np.ndarray:
+def check_labels(labels: Any, image_shape: tuple[int, int], *, name: str = "labels") -> np.ndarray:
     """Sparse class labels: 0 = unlabelled, 1..K = classes, same YX shape as the image."""
     lab = np.asarray(labels)
     if lab.shape != tuple(image_shape):
@@ -71,6 +71,8 @@ def check_labels(labels: Any, image_shape: tuple[int, int], *, name: str = "labe
         lab = lab.astype(np.int64)
     elif lab.dtype.kind not in "ui":
         raise InputError(f"{name} has dtype {lab.dtype}; expected integers (0 = unlabelled, 1..K).")
+    if lab.dtype == np.uint64 and lab.size and lab.max() > np.iinfo(np.int64).max:
+        raise InputError(f"{name} has ids above 2**63; class labels are small integers 1..K.")
     if lab.size and lab.min() < 0:
         raise InputError(f"{name} contains negative ids (min {lab.min()}); use 0 for unlabelled and 1..K for classes.")
     return lab

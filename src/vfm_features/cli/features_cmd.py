@@ -27,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix not in (".npy", ".zarr"):
         raise InputError(f"--output {out} must end in .npy or .zarr.")
     extractor = get_extractor(args.extractor, **parse_options(args.option))
+    if getattr(extractor, "kind", "pixel") != "pixel":
+        raise InputError(f"{extractor.name} computes per-object features, not a feature map; use a pixel "
+                         "extractor here (e.g. -e filters) or 'vfm-features train objects' for objects.")
     emb = extractor.embed(read_image(args.image), axes=args.axes)
     data = extractor.features_dense(emb) if args.dense else emb.data
     geometry = {"image_shape": list(emb.geometry.image_shape), "step": list(emb.geometry.step),
