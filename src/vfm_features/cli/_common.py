@@ -23,9 +23,10 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
-def add_extractor_arguments(p: argparse.ArgumentParser, default: str) -> None:
+def add_extractor_arguments(p: argparse.ArgumentParser, default: str, default_help: str | None = None) -> None:
     p.add_argument("--extractor", "-e", default=default,
-                   help=f"registered extractor name, e.g. filters, sam:vit_b (default: {default}); see 'vfm-features list'")
+                   help=f"registered extractor name, e.g. filters, sam:vit_b (default: {default_help or default}); "
+                        "see 'vfm-features list'")
     p.add_argument("--option", "-O", action="append", metavar="KEY=VALUE",
                    help="extractor option, repeatable (e.g. -O sigmas=[1,2] -O device=cpu)")
     p.add_argument("--axes", help="axis order of the images when ambiguous, e.g. YXC, CYX, ZYX")

@@ -13,10 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", nargs="+", required=True, help="training images")
     p.add_argument("--labels", nargs="+", required=True,
                    help="pixels: sparse label images (0 = unlabelled, 1..K); objects: class images "
-                        "(majority vote per object) or .json files {object id: class}")
+                        "(majority vote per object) or .json / .csv (id,class) files {object id: class}")
     p.add_argument("--masks", nargs="+", help="objects: instance masks (0 = background)")
     p.add_argument("--output", "-o", required=True, help="where to save the classifier (.vfmc)")
-    add_extractor_arguments(p, "")
+    add_extractor_arguments(p, "", "filters for pixels, regionprops for objects")
     p.add_argument("--budget", type=int,
                    help="most labelled pixels/objects used, balanced over classes (default: pixels 10000, objects all)")
     p.add_argument("--working-shape", type=int, nargs=2, metavar=("H", "W"),
