@@ -30,13 +30,13 @@ def run_demo(*, n_train: int = 4, n_test: int = 2, shape=(256, 256), scribble_fr
     """Train on ``n_train`` synthetic images, score macro-F1 on ``n_test`` held-out images."""
     data = make_synthetic(n_train + n_test, shape, random_state=random_state)
     train, test = data[:n_train], data[n_train:]
+    jobs = {} if n_jobs is None else {"n_jobs": n_jobs}  # None: the classifiers' own default
     results: list[DemoResult] = []
 
     # pixels: sparse scribbles for training, dense ground truth for scoring
     scribbles = [d.scribbles(scribble_fraction, random_state=random_state + i) for i, d in enumerate(train)]
     for working_shape in (None, (128, 128)):
-        clf = PixelClassifier(pixel_extractor, working_shape=working_shape, n_estimators=100,
-                              n_jobs=n_jobs, random_state=random_state)
+        clf = PixelClassifier(pixel_extractor, working_shape=working_shape, random_state=random_state, **jobs)
         t0 = time.perf_counter()
         clf.fit([d.image for d in train], scribbles)
         t1 = time.perf_counter()
@@ -50,7 +50,7 @@ def run_demo(*, n_train: int = 4, n_test: int = 2, shape=(256, 256), scribble_fr
 
     # objects: every object of the training images is labelled
     for extractor, kwargs in (("regionprops", {}), (pixel_extractor, {"stats": ("mean", "std")})):
-        clf = ObjectClassifier(extractor, n_jobs=n_jobs, random_state=random_state, **kwargs)
+        clf = ObjectClassifier(extractor, random_state=random_state, **jobs, **kwargs)
         t0 = time.perf_counter()
         clf.fit([d.image for d in train], [d.instances for d in train], [d.object_classes for d in train])
         t1 = time.perf_counter()
