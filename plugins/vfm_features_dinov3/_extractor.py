@@ -17,7 +17,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from vfm_features import Embedding, InputError, WeightsError
-from vfm_features.model_extractor import ModelExtractor, check_model_options, check_pretrained, resized_batch
+from vfm_features.model_extractor import (
+    ModelExtractor,
+    check_model_options,
+    check_pretrained,
+    load_strict,
+    resized_batch,
+)
 
 from ._models import ACCESS_URL, ARCHITECTURES, DEFAULT_INPUT_SIZE, MODELS, PATCH_SIZE, Dinov3Model
 
@@ -270,15 +276,9 @@ class Dinov3Extractor(ModelExtractor):
         # transformers 5 nests the blocks as "model.layer.N"; earlier releases used "layer.N"
         prefix = "model.layer." if any(k.startswith("model.layer.") for k in net.state_dict()) else "layer."
         converted = convert_meta_state_dict(state, layer_prefix=prefix)
-        try:
-            net.load_state_dict(converted, strict=True)
-        except RuntimeError as exc:
-            detail = " ".join(str(exc).split())
-            detail = detail if len(detail) <= 400 else detail[:400] + " …"
-            names = ", ".join(f"dinov3:{v}" for v in MODELS)
-            raise WeightsError(
-                f"Weights file {path} does not fit {self.spec.name} ({detail}). It is probably the checkpoint of "
-                f"another DINOv3 model: pick the matching variant ({names}).") from None
+        names = ", ".join(f"dinov3:{v}" for v in MODELS)
+        load_strict(net, converted, what=f"Weights file {path} does not fit {self.spec.name}",
+                    hint=f"It is probably the checkpoint of another DINOv3 model: pick the matching variant ({names}).")
         return net
 
     def _transformers_model(self, where: str, local_only: bool) -> Any:

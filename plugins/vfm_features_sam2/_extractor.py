@@ -14,7 +14,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from vfm_features import Embedding, InputError, WeightsError
-from vfm_features.model_extractor import ModelExtractor, check_model_options, check_pretrained, resized_batch
+from vfm_features.model_extractor import (
+    ModelExtractor,
+    check_model_options,
+    check_pretrained,
+    load_strict,
+    resized_batch,
+)
 
 from ._models import DEFAULT_STRIDE, INPUT_SIZE, MODELS, OUT_CHANNELS, PIXEL_MEAN, PIXEL_STD, STRIDES
 
@@ -212,16 +218,10 @@ class Sam2Extractor(ModelExtractor):
 
     def _load_state(self, encoder: Any, state: dict) -> None:
         path = self._weights_file()[0]
-        try:
-            encoder.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            detail = " ".join(str(exc).split())
-            detail = detail if len(detail) <= 400 else detail[:400] + " …"
-            sizes = ", ".join(f"sam2:{v}" for v in MODELS)
-            raise WeightsError(
-                f"Weights file {path} does not fit the {self.spec.name} image encoder ({detail}). "
-                f"It is probably a checkpoint of another size: pick the matching variant ({sizes}) "
-                "or pass its architecture with config=...") from None
+        sizes = ", ".join(f"sam2:{v}" for v in MODELS)
+        load_strict(encoder, state, what=f"Weights file {path} does not fit the {self.spec.name} image encoder",
+                    hint=f"It is probably a checkpoint of another size: pick the matching variant ({sizes}) "
+                         "or pass its architecture with config=...")
 
     # -- embedding -----------------------------------------------------------
     def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:

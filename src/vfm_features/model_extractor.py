@@ -46,6 +46,18 @@ RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpo
 
 
 # -- option checks -----------------------------------------------------------------
+def load_strict(module: Any, state: dict, *, what: str, hint: str) -> None:
+    """``module.load_state_dict(state, strict=True)``; a mismatch raises WeightsError saying ``what`` and ``hint``."""
+    from .errors import WeightsError
+
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 400 else detail[:400] + " …"
+        raise WeightsError(f"{what} ({detail}). {hint}") from None
+
+
 def check_precision(precision: Any) -> str:
     """The canonical name of ``precision`` ('bf16' -> 'bfloat16'), so that aliases give one signature."""
     value = str(precision).strip().lower()
