@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from vfm_features.aggregate import aggregate_embedding
+from vfm_features.features.aggregate import aggregate_embedding
 from vfm_features.geometry import Embedding, EmbeddingGeometry
 
 

@@ -17,10 +17,10 @@ import numpy as np
 
 from sklearn.ensemble import ExtraTreesClassifier
 
-from vfm_features.forest import blocked_predict_proba, make_forest, reference_forest
+from vfm_features.heads.forest_predict import blocked_predict_proba, make_forest, reference_forest
 from vfm_features.geometry import Embedding, EmbeddingGeometry
-from vfm_features.metrics import macro_f1
-from vfm_features.upsample import get_upsampler
+from vfm_features.evaluation.metrics import macro_f1
+from vfm_features.features.upsample import get_upsampler
 
 from data import class_embedding, dense_features, labelled_pixels, scene
 

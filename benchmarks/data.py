@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from vfm_features.geometry import Embedding, EmbeddingGeometry
-from vfm_features.synthetic import make_synthetic_image
+from vfm_features.evaluation.synthetic import make_synthetic_image
 
 
 def scene(size: int = 1024, *, seed: int = 0, n_cells: int | None = None):
@@ -46,7 +46,7 @@ def class_embedding(semantic: np.ndarray, *, channels: int = 256, patch: int = 8
 
 def dense_features(embedding: Embedding, out_shape=None, band_rows: int = 128) -> np.ndarray:
     """(H' * W', C) float32 features on a grid spanning the image (default: every pixel)."""
-    from vfm_features.upsample import get_upsampler
+    from vfm_features.features.upsample import get_upsampler
 
     up = get_upsampler("bilinear")
     H, W = out_shape or embedding.image_shape
@@ -59,8 +59,8 @@ def dense_features(embedding: Embedding, out_shape=None, band_rows: int = 128) -
 
 def labelled_pixels(semantic: np.ndarray, n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` labelled pixels as brush strokes (coords (n, 2), classes), balanced over classes."""
-    from vfm_features.sampling import sample_pixels
-    from vfm_features.synthetic import make_scribbles
+    from vfm_features.features.sampling import sample_pixels
+    from vfm_features.evaluation.synthetic import make_scribbles
 
     frac = min(0.5, 2.0 * n / semantic.size)
     strokes = make_scribbles(semantic, frac, random_state=seed)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vfm_features.synthetic import make_synthetic
+from vfm_features.evaluation.synthetic import make_synthetic
 
 
 @pytest.fixture(scope="session")

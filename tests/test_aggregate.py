@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vfm_features import Embedding, EmbeddingGeometry
-from vfm_features.aggregate import aggregate_embedding
+from vfm_features.features.aggregate import aggregate_embedding
 from vfm_features.errors import InputError
 
 

@@ -1,4 +1,4 @@
-"""The zarr embedding cache (vfm_features.cache)."""
+"""The zarr embedding cache (vfm_features.features.cache)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("zarr")
 
 from vfm_features import Embedding, EmbeddingGeometry, ExtractorSpec, FeatureExtractor, InputError  # noqa: E402
-from vfm_features.cache import CacheWarning, EmbeddingCache, hash_array  # noqa: E402
+from vfm_features.features.cache import CacheWarning, EmbeddingCache, hash_array  # noqa: E402
 
 
 class Counting(FeatureExtractor):
@@ -273,6 +273,6 @@ def test_importing_the_package_does_not_import_zarr():
     import subprocess
     import sys
 
-    code = "import sys, vfm_features, vfm_features.cache; print('zarr' in sys.modules)"
+    code = "import sys, vfm_features, vfm_features.features.cache; print('zarr' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -234,7 +234,7 @@ def test_width_of_a_folder_is_known_before_loading(tmp_path):
 
 
 def test_folder_in_the_cache_is_found(tmp_path):
-    from vfm_features.weights import cache_dir
+    from vfm_features.models.weights import cache_dir
 
     folder = cache_dir() / "dinov3-vits16-pretrain-lvd1689m"
     tiny_model().save_pretrained(folder)
@@ -244,7 +244,7 @@ def test_folder_in_the_cache_is_found(tmp_path):
 
 @pytest.mark.parametrize("where", ["file", "cache"])
 def test_meta_checkpoint_round_trip(tmp_path, where):
-    from vfm_features.weights import cache_dir
+    from vfm_features.models.weights import cache_dir
 
     model = tiny_model()
     name = MODELS["vits16"].checkpoint

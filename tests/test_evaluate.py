@@ -9,12 +9,12 @@ import pytest
 
 from vfm_features import InputError
 from vfm_features.cli import main
-from vfm_features.datasets import Dataset, load_dataset, save_dataset, synthetic_dataset
-from vfm_features.evaluate import BudgetWarning, Samples, evaluate, run_protocol
-from vfm_features.heads import get_head, list_heads, register_head
+from vfm_features.evaluation.datasets import Dataset, load_dataset, save_dataset, synthetic_dataset
+from vfm_features.evaluation.evaluate import BudgetWarning, Samples, evaluate, run_protocol
+from vfm_features.evaluation.heads_registry_old import get_head, list_heads, register_head
 from vfm_features.io import write_image
-from vfm_features.protocol import Protocol, assign_folds, block_groups, check_budgets, training_draw
-from vfm_features.report import read_csv
+from vfm_features.evaluation.protocol import Protocol, assign_folds, block_groups, check_budgets, training_draw
+from vfm_features.evaluation.report import read_csv
 
 FAST = dict(pixel_budgets=[50, 200], object_budgets=[6, None], pixels_per_image=2000, n_jobs=1)
 

@@ -5,8 +5,8 @@ import pytest
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from vfm_features import forest as forest_mod
-from vfm_features.forest import (blocked_predict_proba, make_forest, predict_proba_float32, reference_forest,
+from vfm_features.heads import forest_predict as forest_mod
+from vfm_features.heads.forest_predict import (blocked_predict_proba, make_forest, predict_proba_float32, reference_forest,
                                  supports_fast_path)
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from vfm_features import InputError, ObjectClassifier
-from vfm_features.metrics import macro_f1
-from vfm_features.object_classifier import majority_vote
+from vfm_features.evaluation.metrics import macro_f1
+from vfm_features.classifiers.object import majority_vote
 
 
 def test_majority_vote():

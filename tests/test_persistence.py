@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vfm_features import ExtractorMismatchError, InputError, ObjectClassifier, PixelClassifier, get_extractor, load_classifier
-from vfm_features.persistence import read_metadata
+from vfm_features.classifiers.fileformat import read_metadata
 
 
 @pytest.fixture(scope="module")

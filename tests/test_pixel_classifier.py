@@ -3,7 +3,7 @@ import pytest
 from sklearn.base import clone
 
 from vfm_features import InputError, NotFittedError, PixelClassifier
-from vfm_features.metrics import macro_f1
+from vfm_features.evaluation.metrics import macro_f1
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import vfm_features as vf
+from vfm_features.models import weights as W
 from vfm_features import ExtractorSpec, InputError, Registry, WeightsError, hookimpl
 
 pytest.importorskip("torch")
@@ -378,7 +379,7 @@ def test_cached_file_is_verified(tmp_path):
 
     reg = Registry(entry_point_group=None)
     reg.register(Plugin())
-    cache = vf.weights.cache_dir()
+    cache = W.cache_dir()
     cache.mkdir(parents=True)
     (cache / "tiny.pt").write_bytes(good.read_bytes())
     ex = reg.get("samtest:hashed")
@@ -400,7 +401,7 @@ def test_offline_without_weights_explains(monkeypatch, name):
         ex.embed(np.zeros((32, 32), np.float32))
     msg = str(err.value)
     assert "offline" in msg and spec.weights_url in msg and "weights=PATH" in msg
-    assert str(vf.weights.cache_dir() / spec.weights_file) in msg
+    assert str(W.cache_dir() / spec.weights_file) in msg
 
 
 # -- real size -------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_checkpoint_round_trip(tmp_path, layout):
 
 
 def test_checkpoint_from_cache_is_pinned_on_first_use(tmp_path):
-    from vfm_features.weights import cache_dir
+    from vfm_features.models.weights import cache_dir
 
     encoder = tiny_encoder()
     target = cache_dir() / vf.get_spec("sam2:hiera_t").weights_file

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from vfm_features.errors import InputError
-from vfm_features.sampling import class_quotas, sample_balanced, sample_objects, sample_pixels
+from vfm_features.features.sampling import class_quotas, sample_balanced, sample_objects, sample_pixels
 
 
 def test_quotas_water_fill():

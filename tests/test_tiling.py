@@ -1,4 +1,4 @@
-"""Tiling and stitching in embedding space (vfm_features.tiling)."""
+"""Tiling and stitching in embedding space (vfm_features.features.tiling)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from vfm_features import Embedding, EmbeddingGeometry, ExtractorSpec, FeatureExtractor, InputError
 from vfm_features.errors import PluginValidationError
-from vfm_features.tiling import Tiling, cell_pixels, embed_tiled, plan_tiles, tiling_for
+from vfm_features.features.tiling import Tiling, cell_pixels, embed_tiled, plan_tiles, tiling_for
 
 
 # -- fake extractors --------------------------------------------------------------------------

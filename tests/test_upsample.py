@@ -3,7 +3,7 @@ import pytest
 
 from vfm_features import Embedding, EmbeddingGeometry
 from vfm_features.errors import InputError
-from vfm_features.upsample import BilinearUpsampler, get_upsampler, grid_coords
+from vfm_features.features.upsample import BilinearUpsampler, get_upsampler, grid_coords
 
 
 def ramp_embedding(step=4.0, h=8, w=10):

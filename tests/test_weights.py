@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from vfm_features import ExtractorSpec, InputError, WeightsError
-from vfm_features import weights as W
+from vfm_features.models import weights as W
 
 try:
     import torch
@@ -288,7 +288,7 @@ def test_load_state_dict_module_and_garbage(tmp_path):
 # -- device ----------------------------------------------------------------------
 @needs_torch
 def test_resolve_device():
-    from vfm_features.device import available_devices, resolve_device
+    from vfm_features.models.device import available_devices, resolve_device
 
     auto = resolve_device("auto")
     assert auto in ("cpu", "cuda", "mps") and resolve_device(None) == auto
@@ -305,7 +305,7 @@ def test_resolve_device():
 
 @needs_torch
 def test_autocast_dtype():
-    from vfm_features.device import autocast, autocast_dtype
+    from vfm_features.models.device import autocast, autocast_dtype
 
     assert autocast_dtype("cpu") is None and autocast_dtype("cuda", "fp32") is None
     assert autocast_dtype("cpu", "bf16") is torch.bfloat16
@@ -320,7 +320,7 @@ def test_autocast_dtype():
 
 
 def test_modules_do_not_import_torch():
-    code = ("import sys, vfm_features.weights, vfm_features.device; "
-            "vfm_features.weights.cache_dir(); vfm_features.weights.is_offline(); "
+    code = ("import sys, vfm_features.models.weights, vfm_features.models.device; "
+            "vfm_features.models.weights.cache_dir(); vfm_features.models.weights.is_offline(); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

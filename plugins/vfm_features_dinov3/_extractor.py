@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vfm_features import Embedding, InputError, WeightsError
-from vfm_features.model_extractor import (
+from vfm_features.models.base import (
     ModelExtractor,
     check_model_options,
     check_pretrained,
@@ -73,7 +73,7 @@ class Dinov3Extractor(ModelExtractor):
     - ``progress``: accepted like the other extractors' option; gated weights are never
       downloaded by vfm-features (transformers shows its own progress for the hub).
     - ``tile_shape``, ``halo``: embed large planes tile by tile (see
-      :mod:`vfm_features.tiling`); intensities are scaled once for the whole plane.
+      :mod:`vfm_features.features.tiling`); intensities are scaled once for the whole plane.
     """
 
     def __init__(self, spec, *, weights: str | os.PathLike | None = None, pretrained: bool = True,
@@ -160,7 +160,7 @@ class Dinov3Extractor(ModelExtractor):
             return self
         import torch
 
-        from vfm_features.device import resolve_device
+        from vfm_features.models.device import resolve_device
 
         device = resolve_device(self.options["device"])
         if not self.options["pretrained"]:
@@ -198,7 +198,7 @@ class Dinov3Extractor(ModelExtractor):
         """Where the weights come from: ('meta', file, True) or ('hf', folder or hub id, local only)."""
         if self._source is not None:
             return self._source
-        from vfm_features import weights as W
+        from vfm_features.models import weights as W
 
         record, user = self._model_record, self.options["weights"]
         if user is not None:
@@ -234,7 +234,7 @@ class Dinov3Extractor(ModelExtractor):
         return source
 
     def _access_help(self) -> str:
-        from vfm_features import weights as W
+        from vfm_features.models import weights as W
 
         record = self._model_record
         folder = W.cache_dir() / record.hf_id.split("/", 1)[1]
@@ -248,7 +248,7 @@ class Dinov3Extractor(ModelExtractor):
 
     def _meta_file(self) -> tuple[Path, str]:
         """Meta's checkpoint file and its verified checksum (trust on first use in the cache)."""
-        from vfm_features.weights import fetch_weights
+        from vfm_features.models.weights import fetch_weights
 
         _, where, _ = self._weights_source()
         user = self.options["weights"]
@@ -260,7 +260,7 @@ class Dinov3Extractor(ModelExtractor):
     def _meta_model(self) -> Any:
         from transformers import DINOv3ViTModel
 
-        from vfm_features.weights import load_state_dict
+        from vfm_features.models.weights import load_state_dict
 
         path = self._meta_file()[0]
         state = load_state_dict(path, trust_checkpoint=self.options["trust_checkpoint"])
@@ -320,7 +320,7 @@ class Dinov3Extractor(ModelExtractor):
     def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
         import torch
 
-        from vfm_features.device import autocast
+        from vfm_features.models.device import autocast
 
         self.load()
         net, device = self._net, self._device
@@ -436,7 +436,7 @@ def _file_sha256(path: Path) -> str:
     real = Path(os.path.realpath(path))
     if real.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", real.name):
         return real.name
-    from vfm_features import weights as W
+    from vfm_features.models import weights as W
 
     return W.file_hash(real, "sha256")
 

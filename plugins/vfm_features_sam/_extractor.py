@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from vfm_features import Embedding, EmbeddingGeometry, InputError
-from vfm_features.device import autocast, resolve_device
-from vfm_features.model_extractor import CHANNEL_MODES, ModelExtractor, check_model_options  # noqa: F401
-from vfm_features.weights import fetch_weights, load_state_dict
+from vfm_features.models.device import autocast, resolve_device
+from vfm_features.models.base import CHANNEL_MODES, ModelExtractor, check_model_options  # noqa: F401
+from vfm_features.models.weights import fetch_weights, load_state_dict
 
 from ._checkpoint import check_architecture, encoder_state
 from ._models import ARCHITECTURES, PIXEL_MEAN, PIXEL_STD, SamArchitecture

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vfm_features import Embedding, InputError, WeightsError
-from vfm_features.model_extractor import (
+from vfm_features.models.base import (
     ModelExtractor,
     check_model_options,
     check_pretrained,
@@ -45,7 +45,7 @@ class Sam2Extractor(ModelExtractor):
     - ``pretrained``: False builds a randomly initialised encoder (``seed``,
       reproducible) and reads no file: a baseline that needs no download.
     - ``trust_checkpoint``: allow a checkpoint that pickles Python objects (see
-      :func:`vfm_features.weights.load_state_dict`; runs code from the file).
+      :func:`vfm_features.models.weights.load_state_dict`; runs code from the file).
     - ``device``: 'auto' (cuda, then mps, then cpu) or an explicit device.
     - ``precision``: 'float32' (default), 'bfloat16' or 'float16' (autocast).
     - ``batch_size``: model inputs per forward pass (planes of a stack, or channels).
@@ -69,7 +69,7 @@ class Sam2Extractor(ModelExtractor):
     - ``progress``: download progress: True (tqdm bar), False, or a callable
       ``progress(bytes_done, bytes_total_or_None)``.
     - ``tile_shape``, ``halo``: embed large planes tile by tile (see
-      :mod:`vfm_features.tiling`); intensities are scaled once for the whole plane.
+      :mod:`vfm_features.features.tiling`); intensities are scaled once for the whole plane.
 
     The encoder's ``no_mem_embed`` (a constant 256-vector that SAM2's image
     predictor adds to the stride-16 map) is not added: it shifts every cell by the
@@ -141,7 +141,7 @@ class Sam2Extractor(ModelExtractor):
             return self
         import torch
 
-        from vfm_features.device import resolve_device
+        from vfm_features.models.device import resolve_device
 
         device = resolve_device(self.options["device"])
         state = self._checkpoint_state() if self.options["pretrained"] else None
@@ -193,14 +193,14 @@ class Sam2Extractor(ModelExtractor):
 
     def _weights_file(self) -> tuple[Path, str]:
         if self._weights is None:
-            from vfm_features.weights import fetch_weights
+            from vfm_features.models.weights import fetch_weights
 
             self._weights = fetch_weights(self.spec, self.options["weights"], progress=self.options["progress"])
         return self._weights
 
     def _checkpoint_state(self) -> dict:
         """The image-encoder part of the checkpoint, keys without the ``image_encoder.`` prefix."""
-        from vfm_features import weights as W
+        from vfm_features.models import weights as W
 
         path = self._weights_file()[0]
         state = W.load_state_dict(path, trust_checkpoint=self.options["trust_checkpoint"])
@@ -227,7 +227,7 @@ class Sam2Extractor(ModelExtractor):
     def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
         import torch
 
-        from vfm_features.device import autocast
+        from vfm_features.models.device import autocast
 
         self.load()
         size, device, level = self._input_size, self._device, self.options["level"]

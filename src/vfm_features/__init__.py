@@ -6,8 +6,8 @@ extractor that needs them is built.
 
 from __future__ import annotations
 
-from ._version import __version__
-from .errors import (
+from vfm_features._version import __version__
+from vfm_features.errors import (
     ExtractorMismatchError,
     InputError,
     NotFittedError,
@@ -16,23 +16,23 @@ from .errors import (
     VFMFeaturesError,
     WeightsError,
 )
-from .extractor import FeatureExtractor, ObjectFeatureExtractor, ObjectFeatures
-from .geometry import Embedding, EmbeddingGeometry
-from .hookspecs import ENTRY_POINT_GROUP, hookimpl
-from .registry import Registry, get_extractor, get_spec, list_extractors, register_plugin
-from .spec import ExtractorSpec
+from vfm_features.extractor import FeatureExtractor, ObjectFeatureExtractor, ObjectFeatures
+from vfm_features.geometry import Embedding, EmbeddingGeometry
+from vfm_features.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from vfm_features.registry import Registry, get_extractor, get_spec, list_extractors, register_plugin
+from vfm_features.spec import ExtractorSpec
 
 _LAZY = {
-    "PixelClassifier": "pixel_classifier",
-    "ObjectClassifier": "object_classifier",
-    "load_classifier": "persistence",
-    "sample_pixels": "sampling",
-    "sample_objects": "sampling",
-    "aggregate_embedding": "aggregate",
-    "make_synthetic": "synthetic",
-    "EmbeddingCache": "cache",
-    "load_dataset": "datasets",
-    "macro_f1": "metrics",
+    "PixelClassifier": "classifiers.pixel",
+    "ObjectClassifier": "classifiers.object",
+    "load_classifier": "classifiers.fileformat",
+    "sample_pixels": "features.sampling",
+    "sample_objects": "features.sampling",
+    "aggregate_embedding": "features.aggregate",
+    "make_synthetic": "evaluation.synthetic",
+    "EmbeddingCache": "features.cache",
+    "load_dataset": "evaluation.datasets",
+    "macro_f1": "evaluation.metrics",
 }
 
 

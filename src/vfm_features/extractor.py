@@ -8,12 +8,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Embedding
-from .preprocess import to_planes
-from .spec import ExtractorSpec
-from .tiling import embed_tiled, tiling_for
-from .upsample import get_upsampler
+from vfm_features.errors import InputError
+from vfm_features.geometry import Embedding
+from vfm_features.preprocess import to_planes
+from vfm_features.spec import ExtractorSpec
+from vfm_features.features.tiling import embed_tiled, tiling_for
+from vfm_features.features.upsample import get_upsampler
 
 
 class _ExtractorBase(ABC):
@@ -93,7 +93,7 @@ class FeatureExtractor(_ExtractorBase):
 
         With a ``tile_shape`` option (and optionally ``halo``; default ``spec.halo``)
         a plane larger than one tile is embedded tile by tile and stitched in
-        embedding space (:func:`vfm_features.tiling.embed_tiled`);
+        embedding space (:func:`vfm_features.features.tiling.embed_tiled`);
         ``progress(done, total)`` is then called after each tile.
         """
         tiling = tiling_for(self)

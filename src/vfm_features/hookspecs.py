@@ -20,7 +20,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 if TYPE_CHECKING:
-    from .spec import ExtractorSpec
+    from vfm_features.spec import ExtractorSpec
 
 
 @hookspec

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import InputError
+from vfm_features.errors import InputError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".npy", ".png", ".jpg", ".jpeg")
 

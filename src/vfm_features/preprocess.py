@@ -6,8 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .validation import check_image
+from vfm_features.errors import InputError
+from vfm_features.validation import check_image
 
 NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile", "none")
 

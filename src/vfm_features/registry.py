@@ -11,9 +11,9 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginValidationError, UnknownExtractorError, UnknownOptionError
-from .spec import ExtractorSpec
+from vfm_features import hookspecs
+from vfm_features.errors import PluginValidationError, UnknownExtractorError, UnknownOptionError
+from vfm_features.spec import ExtractorSpec
 
 _NAME = re.compile(r"^[a-z0-9_]+:[a-z0-9_.+\-]+$")
 

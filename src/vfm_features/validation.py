@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, NotFittedError
+from vfm_features.errors import InputError, NotFittedError
 
 _AXES_HELP = (
     "Pass a 2D image (Y, X), a multi-channel image with axes='YXC' or 'CYX', "

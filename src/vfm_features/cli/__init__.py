@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from .._version import __version__
-from ..errors import VFMFeaturesError
+from vfm_features._version import __version__
+from vfm_features.errors import VFMFeaturesError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

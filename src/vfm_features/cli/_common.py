@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..errors import InputError
+from vfm_features.errors import InputError
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:

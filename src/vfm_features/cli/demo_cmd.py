@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import header, run_demo
+    from vfm_features.evaluation.demo import header, run_demo
 
     print(f"vfm-features demo: {args.train} training and {args.test} test synthetic images of "
           f"{args.size}x{args.size} (3 cell types + background); pixel labels are sparse scribbles (2%), "

@@ -10,7 +10,7 @@ DEMO = {"images": 6, "size": 256, "folds": 5, "repeats": 3, "pixels_per_image": 
 
 
 def _budgets(text: str) -> list[int | None]:
-    from ..errors import InputError
+    from vfm_features.errors import InputError
 
     out: list[int | None] = []
     for part in text.split(","):
@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _extractor_options(pairs: list[str] | None) -> dict[str, dict]:
-    from ..errors import InputError
+    from vfm_features.errors import InputError
     from ._common import parse_options
 
     out: dict[str, dict] = {}
@@ -76,10 +76,10 @@ def _extractor_options(pairs: list[str] | None) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..datasets import load_dataset, synthetic_dataset
-    from ..errors import InputError
-    from ..evaluate import evaluate
-    from ..protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol
+    from vfm_features.evaluation.datasets import load_dataset, synthetic_dataset
+    from vfm_features.errors import InputError
+    from vfm_features.evaluation.evaluate import evaluate
+    from vfm_features.evaluation.protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol
 
     if args.demo == bool(args.dataset):
         raise InputError("Give a dataset folder or --demo (not both).")

@@ -19,9 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import atomic_path, read_image
-    from ..registry import get_extractor
+    from vfm_features.errors import InputError
+    from vfm_features.io import atomic_path, read_image
+    from vfm_features.registry import get_extractor
 
     out = Path(args.output)
     if out.suffix not in (".npy", ".zarr"):

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry import default_registry
+    from vfm_features.registry import default_registry
 
     reg = default_registry()
     specs = [reg.resolve(n) for n in reg.list(args.pattern)]

@@ -21,11 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import read_image, write_image
-    from ..object_classifier import ObjectClassifier
-    from ..persistence import load_classifier
-    from ..progress import progress_bar
+    from vfm_features.errors import InputError
+    from vfm_features.io import read_image, write_image
+    from vfm_features.classifiers.object import ObjectClassifier
+    from vfm_features.classifiers.fileformat import load_classifier
+    from vfm_features.progress import progress_bar
 
     clf = load_classifier(args.classifier, cache=args.cache)
     out = Path(args.output_dir)

@@ -29,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _read_object_labels(path: str):
     """A .json/.csv mapping {object id: class}, or a class image reduced by majority vote."""
-    from ..datasets import read_object_classes
-    from ..io import read_image
+    from vfm_features.evaluation.datasets import read_object_classes
+    from vfm_features.io import read_image
 
     if Path(path).suffix.lower() in (".json", ".csv"):
         return read_object_classes(path)
@@ -40,10 +40,10 @@ def _read_object_labels(path: str):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..errors import InputError
-    from ..io import read_image
-    from ..object_classifier import ObjectClassifier
-    from ..pixel_classifier import PixelClassifier
+    from vfm_features.errors import InputError
+    from vfm_features.io import read_image
+    from vfm_features.classifiers.object import ObjectClassifier
+    from vfm_features.classifiers.pixel import PixelClassifier
 
     check_same_length(args.images, args.labels, "images", "label files")
     images = [read_image(p) for p in args.images]

@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .sampling import sample_balanced
+from vfm_features.errors import InputError
+from vfm_features.features.sampling import sample_balanced
 
 PIXEL_BUDGETS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
 OBJECT_BUDGETS = (25, 50, 100, 200, 500, 1_000, 2_000, 5_000, None)  # None = all labelled objects

@@ -11,11 +11,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .extractor import FeatureExtractor, ObjectFeatureExtractor, ObjectFeatures
-from .geometry import Embedding
-from .upsample import get_upsampler
-from .validation import check_instance_mask
+from vfm_features.errors import InputError
+from vfm_features.extractor import FeatureExtractor, ObjectFeatureExtractor, ObjectFeatures
+from vfm_features.geometry import Embedding
+from vfm_features.features.upsample import get_upsampler
+from vfm_features.validation import check_instance_mask
 
 STATS = ("mean", "std", "min", "max")
 
@@ -100,7 +100,7 @@ class EmbeddingObjectFeatures(ObjectFeatureExtractor):
         return sig
 
     def object_features(self, image: Any, mask: np.ndarray, *, axes: str | None = None) -> ObjectFeatures:
-        from .preprocess import to_planes
+        from vfm_features.preprocess import to_planes
 
         planes, stack = to_planes(image, axes)
         if stack:

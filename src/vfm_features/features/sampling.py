@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
+from vfm_features.errors import InputError
 
 
 def class_quotas(counts: np.ndarray, budget: int) -> np.ndarray:

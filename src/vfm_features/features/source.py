@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import Embedding
-from .registry import get_extractor
+from vfm_features.geometry import Embedding
+from vfm_features.registry import get_extractor
 
 
 def build_extractor(extractor: Any, options: dict | None) -> Any:
@@ -41,7 +41,7 @@ def embed_plane(extractor: Any, plane, cache: Any = None, memo: dict | None = No
             memo.update(key=key, embedding=extractor.embed_plane(plane))
         return memo["embedding"]
     if isinstance(cache, str):
-        from .cache import EmbeddingCache
+        from vfm_features.features.cache import EmbeddingCache
 
         cache = EmbeddingCache(cache)
     return cache.embed_plane(extractor, plane)

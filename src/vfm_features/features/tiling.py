@@ -31,11 +31,11 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from .errors import InputError, PluginValidationError
-from .geometry import Embedding, EmbeddingGeometry
+from vfm_features.errors import InputError, PluginValidationError
+from vfm_features.geometry import Embedding, EmbeddingGeometry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import FeatureExtractor
+    from vfm_features.extractor import FeatureExtractor
 
 Progress = Callable[[int, int], Any]
 EdgeMode = Literal["shrink", "pad"]

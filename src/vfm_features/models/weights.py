@@ -30,10 +30,10 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Union
 
-from .errors import InputError, WeightsError
+from vfm_features.errors import InputError, WeightsError
 
 if TYPE_CHECKING:
-    from .spec import ExtractorSpec
+    from vfm_features.spec import ExtractorSpec
 
 __all__ = [
     "CACHE_ENV",

@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import InputError
-from .forest import make_forest, predict_proba_float32, reference_forest
+from vfm_features.errors import InputError
+from vfm_features.heads.forest_predict import make_forest, predict_proba_float32, reference_forest
 
 HeadFactory = Callable[..., Any]
 
@@ -46,9 +46,9 @@ class ForestHead:
 def _classifier_forest(task: str | None) -> Callable[..., Any]:
     """``make_forest`` with the forest settings that the task's classifier uses by default."""
     if task == "objects":
-        from .object_classifier import ObjectClassifier as clf
+        from vfm_features.classifiers.object import ObjectClassifier as clf
     else:
-        from .pixel_classifier import PixelClassifier as clf
+        from vfm_features.classifiers.pixel import PixelClassifier as clf
     params = clf().get_params()
     keys = ("n_estimators", "max_depth", "min_samples_leaf")
 

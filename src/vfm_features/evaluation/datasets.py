@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io import IMAGE_SUFFIXES, read_image, write_image
-from .validation import check_image, check_instance_mask, check_labels
+from vfm_features.errors import InputError
+from vfm_features.io import IMAGE_SUFFIXES, read_image, write_image
+from vfm_features.validation import check_image, check_instance_mask, check_labels
 
 TASK_FOLDERS = {"pixels": ("labels",), "objects": ("instances", "object_classes")}
 CLASS_SUFFIXES = (".json", ".csv")
@@ -171,7 +171,7 @@ def save_dataset(dataset: Dataset, folder: str | os.PathLike) -> Path:
 
 def synthetic_dataset(n_images: int = 6, shape=(256, 256), *, random_state: int = 0) -> Dataset:
     """The shipped synthetic data as a :class:`Dataset` with dense semantic labels."""
-    from .synthetic import make_synthetic
+    from vfm_features.evaluation.synthetic import make_synthetic
 
     data = make_synthetic(n_images, shape, random_state=random_state)
     return Dataset(names=[f"synthetic{i:02d}" for i in range(n_images)], images=[d.image for d in data],

@@ -10,13 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_path
+from vfm_features.io import atomic_path
 
 TASK_UNITS = {"pixels": "labelled pixels used for training", "objects": "labelled objects used for training"}
 
 
 def _columns() -> list[str]:
-    from .evaluate import EvalRow
+    from vfm_features.evaluation.evaluate import EvalRow
 
     return [f.name for f in fields(EvalRow)]
 
@@ -39,7 +39,7 @@ def write_csv(rows: Sequence, path: str | os.PathLike) -> Path:
 
 def read_csv(path: str | os.PathLike) -> list:
     """Rows written by :func:`write_csv`, back as ``EvalRow`` objects."""
-    from .evaluate import EvalRow
+    from vfm_features.evaluation.evaluate import EvalRow
 
     types = {f.name: f.type for f in fields(EvalRow)}
     out = []

@@ -3,7 +3,7 @@
 For every task (pixels, objects), extractor, head, budget, repeat and fold, a head
 is trained on at most ``budget`` labelled samples of the training folds (balanced
 over classes) and scored with macro-F1 on every labelled sample of the held-out
-fold. See :mod:`vfm_features.protocol` for the splits and ``docs/evaluation.md``
+fold. See :mod:`vfm_features.evaluation.protocol` for the splits and ``docs/evaluation.md``
 for the whole protocol, the CSV columns and how to read the plot.
 
 Features are computed once per image and extractor, and only where they are
@@ -20,11 +20,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .datasets import Dataset
-from .errors import InputError
-from .heads import get_head
-from .metrics import macro_f1
-from .protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol, assign_folds, check_budgets, training_draw
+from vfm_features.evaluation.datasets import Dataset
+from vfm_features.errors import InputError
+from vfm_features.evaluation.heads_registry_old import get_head
+from vfm_features.evaluation.metrics import macro_f1
+from vfm_features.evaluation.protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol, assign_folds, check_budgets, training_draw
 
 TASKS = ("pixels", "objects")
 
@@ -75,17 +75,17 @@ class Evaluation:
     n_images: int
 
     def to_csv(self, path) -> Any:
-        from .report import write_csv
+        from vfm_features.evaluation.report import write_csv
 
         return write_csv(self.rows, path)
 
     def plot(self, path, *, title: str | None = None) -> Any:
-        from .report import plot_curves
+        from vfm_features.evaluation.report import plot_curves
 
         return plot_curves(self.rows, path, title=title or self.title())
 
     def summary(self) -> str:
-        from .report import summary_table
+        from vfm_features.evaluation.report import summary_table
 
         return summary_table(self.rows)
 
@@ -132,7 +132,7 @@ def object_samples(dataset: Dataset) -> Samples:
 
 
 def _object_defaults() -> dict[str, Any]:
-    from .object_classifier import ObjectClassifier
+    from vfm_features.classifiers.object import ObjectClassifier
 
     params = ObjectClassifier().get_params()
     return {"stats": tuple(params["stats"]), "include_area": params["include_area"], "upsampler": params["upsampler"]}
@@ -141,9 +141,9 @@ def _object_defaults() -> dict[str, Any]:
 def compute_features(name: str, options: dict | None, dataset: Dataset, samples: Sequence[Samples], *,
                      cache: Any = None, log: Callable[[str], Any] | None = None) -> None:
     """Fill ``samples[*].features[name]``: one embedding per image, read at pixels and per object."""
-    from ._embedding_source import build_extractor, embed_plane
-    from .aggregate import aggregate_embedding
-    from .preprocess import to_planes
+    from vfm_features.features.source import build_extractor, embed_plane
+    from vfm_features.features.aggregate import aggregate_embedding
+    from vfm_features.preprocess import to_planes
 
     extractor = build_extractor(name, options)
     is_object = getattr(extractor, "kind", "pixel") == "object"
@@ -240,7 +240,7 @@ def _train_and_score(task, extractor, head_name, budget, X, y, draw, test, y_tes
 
 
 def _extractor_kind(name: Any) -> str:
-    from .registry import get_spec
+    from vfm_features.registry import get_spec
 
     if not isinstance(name, str):
         return getattr(name, "kind", "pixel")
@@ -259,11 +259,11 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
     Parameters
     ----------
     dataset : Dataset
-        From :func:`vfm_features.datasets.load_dataset` or ``synthetic_dataset``.
+        From :func:`vfm_features.evaluation.datasets.load_dataset` or ``synthetic_dataset``.
     extractors : names of registered extractors. Pixel extractors serve both tasks
         (objects get the mean of the embedding over their mask, as ``ObjectClassifier``
         does); object extractors such as ``regionprops`` serve the object task only.
-    heads : names from :func:`vfm_features.heads.list_heads`.
+    heads : names from :func:`vfm_features.evaluation.heads_registry_old.list_heads`.
     tasks : 'pixels' and/or 'objects'; default: every task the dataset has labels for.
     pixel_budgets, object_budgets : labels used for training (None = all); a budget
         above what the training folds hold uses all of them and warns (:class:`BudgetWarning`).

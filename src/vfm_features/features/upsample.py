@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .geometry import Embedding
+from vfm_features.errors import InputError
+from vfm_features.geometry import Embedding
 
 
 def grid_coords(image_len: int, out_len: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, ContextManager
 
-from .errors import InputError
+from vfm_features.errors import InputError
 
 if TYPE_CHECKING:
     import torch

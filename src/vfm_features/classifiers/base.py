@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ExtractorMismatchError, InputError
-from .forest import make_forest
-from .validation import check_classes_present
+from vfm_features.errors import ExtractorMismatchError, InputError
+from vfm_features.heads.forest_predict import make_forest
+from vfm_features.validation import check_classes_present
 
 # everything fit() learns; set_params() + fit() must start from none of it
 _LEARNED = ("classes_", "forest_", "extractor_", "object_extractor_", "signature_", "n_features_in_",
@@ -74,6 +74,6 @@ class ForestHeadMixin:
 
     def save(self, path) -> None:
         """Save to a ``.vfmc`` file (skops forest + JSON metadata); see :func:`load_classifier`."""
-        from .persistence import save_classifier
+        from vfm_features.classifiers.fileformat import save_classifier
 
         save_classifier(self, path)

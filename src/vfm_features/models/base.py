@@ -19,13 +19,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .device import PRECISIONS
-from .errors import InputError
-from .extractor import FeatureExtractor
-from .geometry import Embedding, EmbeddingGeometry
-from .preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
-from .spec import ExtractorSpec
-from .tiling import tiling_for
+from vfm_features.models.device import PRECISIONS
+from vfm_features.errors import InputError
+from vfm_features.extractor import FeatureExtractor
+from vfm_features.geometry import Embedding, EmbeddingGeometry
+from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
+from vfm_features.spec import ExtractorSpec
+from vfm_features.features.tiling import tiling_for
 
 __all__ = [
     "CHANNEL_MODES",
@@ -48,7 +48,7 @@ RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpo
 # -- option checks -----------------------------------------------------------------
 def load_strict(module: Any, state: dict, *, what: str, hint: str) -> None:
     """``module.load_state_dict(state, strict=True)``; a mismatch raises WeightsError saying ``what`` and ``hint``."""
-    from .errors import WeightsError
+    from vfm_features.errors import WeightsError
 
     try:
         module.load_state_dict(state, strict=True)

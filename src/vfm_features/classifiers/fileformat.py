@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .errors import ExtractorMismatchError, InputError
-from .io import atomic_path
+from vfm_features._version import __version__
+from vfm_features.errors import ExtractorMismatchError, InputError
+from vfm_features.io import atomic_path
 
 FORMAT = "vfm-features-classifier"
 FORMAT_VERSION = 1
@@ -56,7 +56,7 @@ def save_classifier(clf, path: str | os.PathLike) -> Path:
     """Write a fitted :class:`PixelClassifier` or :class:`ObjectClassifier` to ``path`` atomically."""
     import skops.io as sio
 
-    from .validation import check_is_fitted
+    from vfm_features.validation import check_is_fitted
 
     check_is_fitted(clf, "forest_")
     meta = {
@@ -106,8 +106,8 @@ def load_classifier(path: str | os.PathLike, *, extractor: Any = None, cache: An
     """
     import skops.io as sio
 
-    from .object_classifier import ObjectClassifier
-    from .pixel_classifier import PixelClassifier
+    from vfm_features.classifiers.object import ObjectClassifier
+    from vfm_features.classifiers.pixel import PixelClassifier
 
     meta = read_metadata(path)
     classes = {"PixelClassifier": PixelClassifier, "ObjectClassifier": ObjectClassifier}
@@ -133,7 +133,7 @@ def load_classifier(path: str | os.PathLike, *, extractor: Any = None, cache: An
         clf.feature_names_ = meta["feature_names"]
     if extractor is not None:
         if isinstance(extractor, str):
-            from .registry import get_extractor
+            from vfm_features.registry import get_extractor
 
             extractor = get_extractor(extractor, **(params.get("extractor_options") or {}))
         if isinstance(clf, PixelClassifier):

@@ -9,16 +9,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ._embedding_source import build_extractor, embed_plane
-from .aggregate import EmbeddingObjectFeatures
-from .errors import InputError
-from .extractor import ObjectFeatures, ensure_sequence
-from ._forest_head import ForestHeadMixin
-from .forest import predict_proba_float32
-from .preprocess import to_planes
-from .progress import progress_bar
-from .sampling import sample_balanced
-from .validation import check_instance_mask, check_is_fitted, check_labels
+from vfm_features.features.source import build_extractor, embed_plane
+from vfm_features.features.aggregate import EmbeddingObjectFeatures
+from vfm_features.errors import InputError
+from vfm_features.extractor import ObjectFeatures, ensure_sequence
+from vfm_features.classifiers.base import ForestHeadMixin
+from vfm_features.heads.forest_predict import predict_proba_float32
+from vfm_features.preprocess import to_planes
+from vfm_features.progress import progress_bar
+from vfm_features.features.sampling import sample_balanced
+from vfm_features.validation import check_instance_mask, check_is_fitted, check_labels
 
 
 @dataclass
@@ -177,7 +177,7 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
 
     def score(self, image: Any, mask: Any, object_labels: Any, *, axes: str | None = None) -> float:
         """Macro-F1 over the labelled objects (``object_labels``: mapping or class image)."""
-        from .metrics import macro_f1
+        from vfm_features.evaluation.metrics import macro_f1
 
         pred = self.predict(image, mask, axes=axes)
         truth = self._label_mapping(object_labels, np.asarray(mask), pred.ids)

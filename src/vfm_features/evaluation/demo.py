@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import macro_f1
-from .object_classifier import ObjectClassifier
-from .pixel_classifier import PixelClassifier
-from .synthetic import make_synthetic
+from vfm_features.evaluation.metrics import macro_f1
+from vfm_features.classifiers.object import ObjectClassifier
+from vfm_features.classifiers.pixel import PixelClassifier
+from vfm_features.evaluation.synthetic import make_synthetic
 
 
 @dataclass

@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ._version import __version__
-from .errors import InputError
-from .extractor import _jsonable
-from .geometry import Embedding, EmbeddingGeometry
-from .preprocess import to_planes
-from .tiling import tiling_for
+from vfm_features._version import __version__
+from vfm_features.errors import InputError
+from vfm_features.extractor import _jsonable
+from vfm_features.geometry import Embedding, EmbeddingGeometry
+from vfm_features.preprocess import to_planes
+from vfm_features.features.tiling import tiling_for
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extractor import FeatureExtractor
+    from vfm_features.extractor import FeatureExtractor
 
 FORMAT = 1
 _ROOT_ATTR = "vfm_features_cache"

@@ -7,17 +7,17 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ._embedding_source import build_extractor, content_key, embed_plane
-from .errors import InputError
-from .extractor import ensure_sequence
-from ._forest_head import ForestHeadMixin
-from .forest import predict_proba_float32
-from .geometry import Embedding, EmbeddingGeometry
-from .preprocess import to_planes
-from .progress import progress_bar
-from .sampling import sample_balanced, sample_pixels
-from .upsample import get_upsampler
-from .validation import check_is_fitted, check_labels
+from vfm_features.features.source import build_extractor, content_key, embed_plane
+from vfm_features.errors import InputError
+from vfm_features.extractor import ensure_sequence
+from vfm_features.classifiers.base import ForestHeadMixin
+from vfm_features.heads.forest_predict import predict_proba_float32
+from vfm_features.geometry import Embedding, EmbeddingGeometry
+from vfm_features.preprocess import to_planes
+from vfm_features.progress import progress_bar
+from vfm_features.features.sampling import sample_balanced, sample_pixels
+from vfm_features.features.upsample import get_upsampler
+from vfm_features.validation import check_is_fitted, check_labels
 
 
 class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
@@ -42,7 +42,7 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         Prediction grid (for example ``(256, 256)``); None predicts every pixel.
     n_estimators, max_depth, min_samples_leaf, n_jobs, random_state
         Forest settings (default: 64 trees of depth 10 on all cores, see
-        :mod:`vfm_features.forest` and ``docs/performance.md``); ``random_state``
+        :mod:`vfm_features.heads.forest_predict` and ``docs/performance.md``); ``random_state``
         also seeds the pixel draw.
     cache : EmbeddingCache, str or None
         Embedding cache (or its path) so that retraining recomputes nothing.
@@ -123,7 +123,7 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
 
     def score(self, image: Any, labels: Any, *, axes: str | None = None) -> float:
         """Macro-F1 of the prediction over the labelled pixels of ``labels`` (0 = unlabelled)."""
-        from .metrics import macro_f1
+        from vfm_features.evaluation.metrics import macro_f1
 
         pred = self.predict(image, axes=axes)
         labels = np.asarray(labels)
