@@ -11,7 +11,9 @@ from vfm_features import InputError
 from vfm_features.cli import main
 from vfm_features.evaluation.datasets import Dataset, load_dataset, save_dataset, synthetic_dataset
 from vfm_features.evaluation.evaluate import BudgetWarning, Samples, evaluate, run_protocol
-from vfm_features.evaluation.heads_registry_old import get_head, list_heads, register_head
+from vfm_features.evaluation.evaluate import new_head
+from vfm_features.heads.base import PixelSamples
+from vfm_features.registry import list_heads
 from vfm_features.io import write_image
 from vfm_features.evaluation.protocol import Protocol, assign_folds, block_groups, check_budgets, training_draw
 from vfm_features.evaluation.report import read_csv
@@ -161,28 +163,16 @@ def test_unknown_head_and_extractor_misuse(tiny):
 
 
 def test_heads_are_registered_by_name():
-    assert {"rf", "rf-reference"} <= set(list_heads())
-
-    class Majority:
-        def fit(self, X, y):
-            self.c = np.bincount(y).argmax()
-            return self
-
-        def predict(self, X):
-            return np.full(len(X), self.c)
-
-    register_head("majority-test", lambda task=None, random_state=None, n_jobs=None: Majority(), "biggest class")
-    assert isinstance(get_head("majority-test", task="pixels"), Majority)
+    assert {"rf", "rf-reference"} <= set(list_heads("pixel")) and {"rf", "rf-reference"} <= set(list_heads("object"))
 
 
 def test_rf_head_trains_the_classifiers_default_forest():
-    from vfm_features import ObjectClassifier, PixelClassifier
-
     X = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
     y = np.arange(40) % 2 + 1
-    for task, clf in (("pixels", PixelClassifier()), ("objects", ObjectClassifier())):
-        forest = get_head("rf", task=task, n_jobs=1).fit(X, y).forest_
-        assert (forest.n_estimators, forest.max_depth) == (clf.n_estimators, clf.max_depth)
+    samples = PixelSamples([None], [None], np.zeros(40, np.int64), np.zeros((40, 2)), None, y, rows=X)
+    for task, (trees, depth) in (("pixels", (64, 10)), ("objects", (200, None))):
+        forest = new_head("rf", task, n_jobs=1).fit(samples).forest_
+        assert (forest.n_estimators, forest.max_depth) == (trees, depth)
 
 
 def test_folder_round_trip(folder, tiny):

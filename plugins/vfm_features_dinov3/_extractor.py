@@ -17,13 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vfm_features import Embedding, InputError, WeightsError
-from vfm_features.models.base import (
-    ModelExtractor,
-    check_model_options,
-    check_pretrained,
-    load_strict,
-    resized_batch,
-)
+from vfm_features.models.base import ModelExtractor, load_strict
+from vfm_features.models.contract import InputContract
 
 from ._models import ACCESS_URL, ARCHITECTURES, DEFAULT_INPUT_SIZE, MODELS, PATCH_SIZE, Dinov3Model
 
@@ -76,33 +71,27 @@ class Dinov3Extractor(ModelExtractor):
       :mod:`vfm_features.features.tiling`); intensities are scaled once for the whole plane.
     """
 
-    def __init__(self, spec, *, weights: str | os.PathLike | None = None, pretrained: bool = True,
-                 trust_checkpoint: bool = False, device: str = "auto", precision: str = "float32",
-                 batch_size: int = 1, channels: str | Sequence[int] = "sum", normalization: str = "auto",
-                 input_size: int | None = DEFAULT_INPUT_SIZE, config: Mapping | None = None, seed: int = 0,
-                 progress: Any = True, tile_shape: Any = None, halo: Any = None) -> None:
+    def __init__(self, spec, *, input_size: int | None = DEFAULT_INPUT_SIZE, config: Mapping | None = None,
+                 **options: Any) -> None:
         if spec.variant not in MODELS:
             raise InputError(f"{spec.name} is not a released DINOv3 ViT; known: "
                              f"{', '.join('dinov3:' + v for v in MODELS)}.")
-        check_pretrained(pretrained)
-        options = check_model_options(weights=weights, pretrained=pretrained, trust_checkpoint=trust_checkpoint,
-                                      device=device, precision=precision, batch_size=batch_size, channels=channels,
-                                      normalization=normalization)
         if input_size is not None and (isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer))
                                        or input_size < PATCH_SIZE or input_size % PATCH_SIZE):
             raise InputError(f"input_size must be a positive multiple of {PATCH_SIZE} (the patch size) or None "
                              f"(the image's own size); got {input_size!r}.")
         if config is not None and not isinstance(config, Mapping):
             raise InputError(f"config must be a mapping of DINOv3ViTConfig arguments; got {type(config).__name__}.")
-        super().__init__(
-            spec, **options, input_size=None if input_size is None else int(input_size),
-            config=None if config is None else dict(config), seed=int(seed), progress=progress,
-            tile_shape=tile_shape, halo=halo)
+        super().__init__(spec, input_size=None if input_size is None else int(input_size),
+                         config=None if config is None else dict(config), **options)
         self._model_record: Dinov3Model = MODELS[spec.variant]
-        self._net = None
-        self._device: str | None = None
         self._source: tuple[str, Any, bool] | None = None  # (kind, path or hub id, local only)
         self._hash: str | None = None
+
+    @property
+    def _net(self) -> Any:
+        """The loaded model, or None before the first use."""
+        return self._backend._model if self._backend is not None else None
 
     # -- description ---------------------------------------------------------
     @property
@@ -154,15 +143,8 @@ class Dinov3Extractor(ModelExtractor):
         return self._hash
 
     # -- model ---------------------------------------------------------------
-    def load(self) -> "Dinov3Extractor":
-        """Build the model and load its weights now (otherwise done on first use). Returns self."""
-        if self._net is not None:
-            return self
-        import torch
-
-        from vfm_features.models.device import resolve_device
-
-        device = resolve_device(self.options["device"])
+    def load_model(self, device: str) -> Any:
+        """The DINOv3 ViT with its weights (random ones, seeded, if ``pretrained`` is False), float32."""
         if not self.options["pretrained"]:
             net = self._random_model()
         else:
@@ -171,9 +153,28 @@ class Dinov3Extractor(ModelExtractor):
                 net = self._meta_model()
             else:
                 net = self._transformers_model(where, local_only)
-        self._net = net.eval().requires_grad_(False).to(device=device, dtype=torch.float32)
-        self._device = device
-        return self
+        return net.float()
+
+    def input_contract(self) -> InputContract:
+        patch = int((self.options["config"] or {}).get("patch_size", PATCH_SIZE))
+        return InputContract(size=self.options["input_size"], resize="stretch", stride=patch, mean=self.mean,
+                             std=self.std, multiple=patch)
+
+    def forward(self, model: Any, batch: Any) -> Any:
+        """Last-layer patch tokens as a (N, C, h, w) grid; the CLS and register tokens are dropped."""
+        patch = model.config.patch_size
+        patch = int(patch if isinstance(patch, int) else patch[0])
+        n_prefix = 1 + int(model.config.num_register_tokens)  # CLS + registers, read from the config
+        tokens = model(pixel_values=batch).last_hidden_state
+        gh, gw = batch.shape[-2] // patch, batch.shape[-1] // patch
+        if tokens.shape[1] != n_prefix + gh * gw:
+            raise RuntimeError(f"DINOv3 returned {tokens.shape[1]} tokens for a {gh} x {gw} patch grid "
+                               f"and {n_prefix} prefix tokens.")
+        return tokens[:, n_prefix:, :].reshape(len(batch), gh, gw, -1).permute(0, 3, 1, 2)
+
+    def embedding_meta(self) -> dict[str, Any]:
+        net = self._net
+        return {"n_register_tokens": int(net.config.num_register_tokens) if net is not None else None}
 
     def _table_config(self) -> Any:
         from transformers import DINOv3ViTConfig
@@ -309,52 +310,6 @@ class Dinov3Extractor(ModelExtractor):
                                f"(e.g. {missing[:3]}); the files are incomplete or of another model.")
         self._hash = _folder_digest(Path(where)) if Path(where).is_dir() else _hub_digest(net)
         return net
-
-    # -- embedding -----------------------------------------------------------
-    def _input_shape(self, shape: tuple[int, int], patch: int) -> tuple[int, int]:
-        size = self.options["input_size"]
-        if size is not None:
-            return size, size
-        return tuple(max(patch, int(round(s / patch)) * patch) for s in shape)
-
-    def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
-        import torch
-
-        from vfm_features.models.device import autocast
-
-        self.load()
-        net, device = self._net, self._device
-        patch = net.config.patch_size
-        patch = int(patch if isinstance(patch, int) else patch[0])
-        n_prefix = 1 + int(net.config.num_register_tokens)  # CLS + registers, read from the config
-        jobs = [(i, img) for i, plane in enumerate(planes) for img in self.model_images(plane)]
-        feats: list[list[np.ndarray]] = [[] for _ in planes]
-        batches: list[list[tuple[int, np.ndarray]]] = []
-        for job in jobs:  # consecutive jobs of one input shape share a batch
-            last = batches[-1] if batches else None
-            if (last and len(last) < self.options["batch_size"]
-                    and self._input_shape(last[0][1].shape[:2], patch) == self._input_shape(job[1].shape[:2], patch)):
-                last.append(job)
-            else:
-                batches.append([job])
-        for chunk in batches:
-            th, tw = self._input_shape(chunk[0][1].shape[:2], patch)
-            batch = resized_batch([img for _, img in chunk], (th, tw), self.mean, self.std, device)
-            with torch.inference_mode(), autocast(device, self.options["precision"]):
-                tokens = self._call_model(net, pixel_values=batch).last_hidden_state
-            gh, gw = th // patch, tw // patch
-            if tokens.shape[1] != n_prefix + gh * gw:
-                raise RuntimeError(f"DINOv3 returned {tokens.shape[1]} tokens for a {gh} x {gw} patch grid "
-                                   f"and {n_prefix} prefix tokens.")
-            grid = tokens[:, n_prefix:, :].reshape(len(chunk), gh, gw, -1).permute(0, 3, 1, 2)
-            for (i, _), f in zip(chunk, grid.float().cpu().numpy()):
-                feats[i].append(f)
-        embeddings = []
-        for plane, parts in zip(planes, feats):
-            h, w = parts[0].shape[1:]
-            meta = {"input_shape": (h * patch, w * patch), "n_images": len(parts), "n_register_tokens": n_prefix - 1}
-            embeddings.append(self._stretched_embedding(plane.shape, parts, meta))
-        return embeddings
 
 
 # -- Meta's checkpoints ----------------------------------------------------------

@@ -135,6 +135,8 @@ def _spec(model: Dinov3Model) -> ExtractorSpec:
         license=LICENSE,
         gated=True,
         requires=("torch", "transformers"),
+        install="vfm-features[dinov3]",
+        features_version="1",
         options={"channels": "sum", "input_size": DEFAULT_INPUT_SIZE},
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
@@ -11,6 +10,7 @@ import numpy as np
 
 from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError
 from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity
+from vfm_features.threads import usable_cpus
 
 from .features import DEFAULT_FEATURES, DEFAULT_SIGMAS, FEATURES, check_features, check_sigmas, halo_for, output_names
 from .kernels import GaussianBank
@@ -87,9 +87,13 @@ class FilterExtractor(FeatureExtractor):
         sig["options"].pop("n_threads", None)
         return sig
 
+    def prepare(self, plane: np.ndarray) -> np.ndarray:
+        """Intensities scaled by ``normalization`` (once per plane, also when it is tiled), float32."""
+        return normalize_intensity(plane, self.options["normalization"])
+
     def _embed_plane(self, plane: np.ndarray) -> Embedding:
         Y, X, C = plane.shape
-        x = normalize_intensity(plane, self.options["normalization"])
+        x = plane
         out = np.empty((self.n_features_for(C), Y, X), dtype=np.float32)
         # Largest scales first: the longest jobs start early, so threads finish together.
         by_cost = sorted(range(len(self.sigmas)), key=lambda i: -self.sigmas[i])
@@ -103,7 +107,7 @@ class FilterExtractor(FeatureExtractor):
                 feature = FEATURES[name]
                 feature.compute(bank, [out[k] for k in self._slots(c, name, i, C)])
 
-        n_threads = min(self.options["n_threads"] or _usable_cpus(), len(jobs))
+        n_threads = min(self.options["n_threads"] or usable_cpus(), len(jobs))
         if n_threads > 1:
             with ThreadPoolExecutor(n_threads) as pool:
                 list(pool.map(run, jobs))
@@ -132,10 +136,3 @@ def _smallest(halo: Any) -> float:
     except (TypeError, ValueError):
         return float("inf")
 
-
-def _usable_cpus() -> int:
-    """CPU cores this process may run on (respects affinity and container limits where visible)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -21,6 +21,7 @@ SPECS = (
         input_channels="any",
         normalization="none",
         license="MIT",
+        features_version="1",
         options={"sigmas": DEFAULT_SIGMAS, "features": DEFAULT_FEATURES, "normalization": "none"},
     ),
 )

@@ -14,6 +14,7 @@ SPECS = (
         default=True,
         input_channels="any",
         license="MIT",
+        features_version="1",
         options={"channels": "sum"},
     ),
 )

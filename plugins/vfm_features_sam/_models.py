@@ -72,6 +72,8 @@ def _spec(name: str, architecture: str, url: str, xxh128: str, file: str, licens
         weights_file=file,
         license=license,
         requires=("torch", "segment_anything"),
+        install="vfm-features[sam]",
+        features_version="1",
         options={"architecture": architecture, "channels": channels},
     )
 

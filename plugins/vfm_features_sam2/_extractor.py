@@ -14,13 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vfm_features import Embedding, InputError, WeightsError
-from vfm_features.models.base import (
-    ModelExtractor,
-    check_model_options,
-    check_pretrained,
-    load_strict,
-    resized_batch,
-)
+from vfm_features.models.base import ModelExtractor, load_strict
+from vfm_features.models.contract import InputContract
 
 from ._models import DEFAULT_STRIDE, INPUT_SIZE, MODELS, OUT_CHANNELS, PIXEL_MEAN, PIXEL_STD, STRIDES
 
@@ -76,19 +71,11 @@ class Sam2Extractor(ModelExtractor):
     same vector and carries no image information.
     """
 
-    def __init__(self, spec, *, weights: str | os.PathLike | None = None, pretrained: bool = True,
-                 trust_checkpoint: bool = False, device: str = "auto", precision: str = "float32",
-                 batch_size: int = 1, channels: str | Sequence[int] = "sum", normalization: str = "auto",
-                 level: int = DEFAULT_STRIDE, input_size: int | None = None,
-                 config: str | os.PathLike | Mapping | None = None, seed: int = 0, progress: Any = True,
-                 tile_shape: Any = None, halo: Any = None) -> None:
+    def __init__(self, spec, *, level: int = DEFAULT_STRIDE, input_size: int | None = None,
+                 config: str | os.PathLike | Mapping | None = None, **options: Any) -> None:
         if spec.variant not in MODELS and config is None:
             raise InputError(f"{spec.name} is not a released SAM2 model ({', '.join(MODELS)}); "
                              "pass its architecture with config=PATH_TO_YAML.")
-        check_pretrained(pretrained)
-        options = check_model_options(weights=weights, pretrained=pretrained, trust_checkpoint=trust_checkpoint,
-                                      device=device, precision=precision, batch_size=batch_size, channels=channels,
-                                      normalization=normalization)
         if level not in STRIDES:
             raise InputError(f"level={level!r} is not an FPN stride of the SAM2 image encoder; "
                              f"use one of {STRIDES} (16 = the decoder's image embedding, 64 x 64 cells).")
@@ -99,12 +86,8 @@ class Sam2Extractor(ModelExtractor):
         if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
             raise InputError(f"config must be a YAML file path or a mapping; got {type(config).__name__}.")
         super().__init__(
-            spec, **options, level=int(level), input_size=None if input_size is None else int(input_size),
-            config=str(config) if isinstance(config, (str, os.PathLike)) else _plain(config), seed=int(seed),
-            progress=progress, tile_shape=tile_shape, halo=halo)
-        self._encoder = None
-        self._device: str | None = None
-        self._input_size: int | None = None
+            spec, level=int(level), input_size=None if input_size is None else int(input_size),
+            config=str(config) if isinstance(config, (str, os.PathLike)) else _plain(config), **options)
         self._weights: tuple[Path, str] | None = None  # (file, verified "algo:hexdigest")
 
     # -- description ---------------------------------------------------------
@@ -135,17 +118,12 @@ class Sam2Extractor(ModelExtractor):
         return self._weights_file()[1]
 
     # -- model ---------------------------------------------------------------
-    def load(self) -> "Sam2Extractor":
-        """Build the encoder and load its weights now (otherwise done on first use). Returns self."""
-        if self._encoder is not None:
-            return self
+    def load_model(self, device: str) -> Any:
+        """The image encoder (trunk + FPN neck) with its weights, or random ones (seeded)."""
         import torch
 
-        from vfm_features.models.device import resolve_device
-
-        device = resolve_device(self.options["device"])
         state = self._checkpoint_state() if self.options["pretrained"] else None
-        encoder_cfg, model_size = self._config()
+        encoder_cfg, _ = self._config()
         _check_targets(encoder_cfg)
         from hydra.utils import instantiate
 
@@ -154,10 +132,24 @@ class Sam2Extractor(ModelExtractor):
             encoder = instantiate(encoder_cfg)
         if state is not None:
             self._load_state(encoder, state)
-        self._encoder = encoder.eval().requires_grad_(False).to(device)
-        self._device = device
-        self._input_size = int(self.options["input_size"] or model_size or INPUT_SIZE)
-        return self
+        return encoder
+
+    def _model_size(self) -> int:
+        if self.options["input_size"]:
+            return int(self.options["input_size"])
+        if self.options["config"] is None:
+            return INPUT_SIZE
+        return int(self._config()[1] or INPUT_SIZE)
+
+    def input_contract(self) -> InputContract:
+        return InputContract(size=self._model_size(), resize="stretch", stride=int(self.options["level"]),
+                             mean=PIXEL_MEAN, std=PIXEL_STD)
+
+    def forward(self, model: Any, batch: Any) -> Any:
+        return _pick_level(model(batch)["backbone_fpn"], batch.shape[-1], int(self.options["level"]))
+
+    def embedding_meta(self) -> dict[str, Any]:
+        return {"level": int(self.options["level"]), "input_size": self._model_size()}
 
     def _config(self) -> tuple[dict, int | None]:
         """The image-encoder section of the model config as plain containers, and ``model.image_size``.
@@ -222,30 +214,6 @@ class Sam2Extractor(ModelExtractor):
         load_strict(encoder, state, what=f"Weights file {path} does not fit the {self.spec.name} image encoder",
                     hint=f"It is probably a checkpoint of another size: pick the matching variant ({sizes}) "
                          "or pass its architecture with config=...")
-
-    # -- embedding -----------------------------------------------------------
-    def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
-        import torch
-
-        from vfm_features.models.device import autocast
-
-        self.load()
-        size, device, level = self._input_size, self._device, self.options["level"]
-        jobs = [(i, img) for i, plane in enumerate(planes) for img in self.model_images(plane)]
-        feats: list[list[np.ndarray]] = [[] for _ in planes]
-        step = self.options["batch_size"]
-        for start in range(0, len(jobs), step):
-            chunk = jobs[start:start + step]
-            batch = resized_batch([img for _, img in chunk], (size, size), PIXEL_MEAN, PIXEL_STD, device)
-            with torch.inference_mode(), autocast(device, self.options["precision"]):
-                fpn = self._call_model(self._encoder, batch)["backbone_fpn"]
-            out = _pick_level(fpn, size, level)
-            out = out.float().cpu().numpy()
-            for (i, _), f in zip(chunk, out):
-                feats[i].append(f)
-        meta = {"level": level, "input_size": size}
-        return [self._stretched_embedding(plane.shape, parts, {**meta, "n_images": len(parts)})
-                for plane, parts in zip(planes, feats)]
 
 
 # -- helpers -------------------------------------------------------------------

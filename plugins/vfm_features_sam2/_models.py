@@ -94,6 +94,8 @@ def _spec(model: Sam2Model) -> ExtractorSpec:
         license="Apache-2.0",
         gated=False,
         requires=("torch", "sam2", "hydra"),
+        install="vfm-features[sam2]",
+        features_version="1",
         options={"channels": "sum", "level": DEFAULT_STRIDE},
     )
 

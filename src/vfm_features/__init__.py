@@ -1,47 +1,85 @@
 """vfm-features: vision foundation model features for interactive pixel and object classification.
 
 Importing this package is cheap: torch and model libraries load only when an
-extractor that needs them is built.
+extractor that needs them is built. Everything in ``__all__`` is the public API
+that scripts, plugins and adapters use; the subpackages hold the rooms of the
+architecture (``features``, ``heads``, ``models``, ``classifiers``,
+``evaluation``, ``cli``), see docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from vfm_features._version import __version__
-from vfm_features.errors import (
+import importlib
+
+from ._version import __version__
+from .errors import (
     ExtractorMismatchError,
     InputError,
     NotFittedError,
     PluginValidationError,
     UnknownExtractorError,
+    UnknownOptionError,
     VFMFeaturesError,
     WeightsError,
 )
-from vfm_features.extractor import FeatureExtractor, ObjectFeatureExtractor, ObjectFeatures
-from vfm_features.geometry import Embedding, EmbeddingGeometry
-from vfm_features.hookspecs import ENTRY_POINT_GROUP, hookimpl
-from vfm_features.registry import Registry, get_extractor, get_spec, list_extractors, register_plugin
-from vfm_features.spec import ExtractorSpec
+from .extractor import FeatureExtractor, ObjectFeatureExtractor, ObjectFeatures
+from .geometry import Embedding, EmbeddingGeometry
+from .hookspecs import ENTRY_POINT_GROUP, hookimpl
+from .registry import (
+    Registry,
+    get_extractor,
+    get_head,
+    get_spec,
+    get_upsampler,
+    list_extractors,
+    list_heads,
+    list_upsamplers,
+    register_plugin,
+    unregister_plugin,
+)
+from .spec import ExtractorSpec, HeadSpec, UpsamplerSpec
 
+# public names that live in modules with heavier imports (scikit-learn, scipy): loaded on first use
 _LAZY = {
     "PixelClassifier": "classifiers.pixel",
     "ObjectClassifier": "classifiers.object",
-    "load_classifier": "classifiers.fileformat",
-    "sample_pixels": "features.sampling",
-    "sample_objects": "features.sampling",
+    "ObjectPrediction": "classifiers.object",
+    "load_classifier": "classifiers.load",
+    "read_metadata": "classifiers.fileformat",
+    "predict_block": "classifiers.blocks",
+    "predict_blockwise": "classifiers.blocks",
+    "plan_blocks": "classifiers.blocks",
+    "Upsampler": "features.upsample",
+    "resize_probabilities": "features.upsample",
+    "Aggregator": "features.aggregate",
     "aggregate_embedding": "features.aggregate",
-    "make_synthetic": "evaluation.synthetic",
+    "sample_pixels": "features.sampling",
+    "sample_balanced": "features.sampling",
     "EmbeddingCache": "features.cache",
+    "Tiling": "features.tiling",
+    "plan_tiles": "features.tiling",
+    "PixelHead": "heads.base",
+    "ObjectHead": "heads.base",
+    "PixelSamples": "heads.base",
+    "ObjectSamples": "heads.base",
+    "ModelExtractor": "models.base",
+    "InputContract": "models.contract",
+    "make_synthetic": "evaluation.synthetic",
     "load_dataset": "evaluation.datasets",
+    "evaluate": "evaluation.evaluate",
     "macro_f1": "evaluation.metrics",
+    "check_extractor": "testing",
 }
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'vfm_features' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 __all__ = [
@@ -51,6 +89,7 @@ __all__ = [
     "ExtractorMismatchError",
     "ExtractorSpec",
     "FeatureExtractor",
+    "HeadSpec",
     "InputError",
     "NotFittedError",
     "ObjectFeatureExtractor",
@@ -58,13 +97,20 @@ __all__ = [
     "PluginValidationError",
     "Registry",
     "UnknownExtractorError",
+    "UnknownOptionError",
+    "UpsamplerSpec",
     "VFMFeaturesError",
     "WeightsError",
     "__version__",
     "get_extractor",
+    "get_head",
     "get_spec",
+    "get_upsampler",
     "hookimpl",
     "list_extractors",
+    "list_heads",
+    "list_upsamplers",
     "register_plugin",
+    "unregister_plugin",
     *_LAZY,
 ]

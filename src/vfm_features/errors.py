@@ -11,8 +11,8 @@ class InputError(VFMFeaturesError, ValueError):
     """An image, label image, mask or option that the library cannot use as given."""
 
 
-class UnknownExtractorError(VFMFeaturesError, KeyError):
-    """A name that no installed plugin registers."""
+class UnknownExtractorError(InputError, KeyError):
+    """A name (extractor, upsampler or head) that no installed plugin registers."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""

@@ -1,27 +1,102 @@
-"""The interfaces every plugin implements: pixel feature extractors and object feature extractors."""
+"""The interfaces every plugin implements: pixel feature extractors and object feature extractors.
+
+A pixel extractor turns a (Y, X, C) plane into an :class:`~vfm_features.Embedding`
+in two public steps that tiling, caching and batching call:
+
+* :meth:`FeatureExtractor.prepare` - whole-plane preprocessing (intensity
+  scaling, channel rules), done once per plane even when the plane is tiled;
+* :meth:`FeatureExtractor.embed_prepared` - prepared planes (or tiles of them)
+  to embeddings, batched.
+
+A simple plugin overrides :meth:`FeatureExtractor._embed_plane` only; a neural
+network plugin subclasses :class:`vfm_features.ModelExtractor`, which declares
+an input contract and does all of the above for it.
+
+Extractors are safe to call from several threads: nothing changes during a call.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from vfm_features.errors import InputError
-from vfm_features.geometry import Embedding
-from vfm_features.preprocess import to_planes
-from vfm_features.spec import ExtractorSpec
-from vfm_features.features.tiling import embed_tiled, tiling_for
-from vfm_features.features.upsample import get_upsampler
+from .errors import InputError, PluginValidationError, UnknownOptionError
+from .features.tiling import embed_tiled, tiling_for
+from .geometry import Embedding
+from .hashing import jsonable
+from .preprocess import to_planes
+from .spec import ExtractorSpec
+
+#: options every extractor takes through the base class
+SHARED_OPTIONS = ("tile_shape", "halo")
+
+
+def _signature_params(target: Callable[..., Any]) -> tuple[set[str], bool]:
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return set(), True
+    names = {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+             and p.name not in ("self", "spec")}
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+@functools.lru_cache(maxsize=256)
+def _parameters(factory: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    """Keyword parameters of a factory; for a class, of each ``__init__`` up the MRO while they pass ``**options`` on."""
+    if not inspect.isclass(factory):
+        names, var = _signature_params(factory)
+        return frozenset(names), var
+    names: set[str] = set()
+    var = True
+    for klass in factory.__mro__:
+        if "__init__" not in klass.__dict__ or klass is object:
+            continue
+        own, passes_on = _signature_params(klass.__dict__["__init__"])
+        names |= own
+        if not passes_on:
+            var = False
+            break
+    return frozenset(names), var
+
+
+def accepted_options(factory: Callable[..., Any], declared: Mapping[str, Any] = ()) -> set[str]:
+    """Option names a factory takes: its keyword parameters, and the declared ones if it takes ``**options``."""
+    names, var = _parameters(factory)
+    return set(names) | (set(declared) | set(SHARED_OPTIONS) if var else set())
 
 
 class _ExtractorBase(ABC):
-    """Stores the spec and options; constructors do nothing else (weights load lazily)."""
+    """Stores the spec and options; constructors do nothing else (weights load lazily).
+
+    Class attributes that plugins may extend:
+
+    ``RUNTIME_OPTIONS``
+        options that change how features are computed, not what they are (left
+        out of signatures, so a classifier trained on the GPU predicts on the CPU);
+    ``TRUST_OPTIONS``
+        options that load files or code (weights paths, trust flags, configs):
+        never written to or restored from a classifier file; the user gives
+        them when loading, and the signature (weights hash, config) is compared.
+    """
 
     kind = "pixel"
+    RUNTIME_OPTIONS: tuple[str, ...] = ("device", "batch_size", "progress", "n_threads")
+    TRUST_OPTIONS: tuple[str, ...] = ("weights", "trust_checkpoint", "config")
+    _TRANSIENT: tuple[str, ...] = ()  # attributes dropped when pickling (loaded models, locks)
 
     def __init__(self, spec: ExtractorSpec, **options: Any) -> None:
+        unknown = set(options) - accepted_options(type(self), spec.options) - set(SHARED_OPTIONS)
+        if unknown:
+            known = sorted(accepted_options(type(self), spec.options) | set(SHARED_OPTIONS))
+            raise UnknownOptionError(
+                f"Extractor {spec.name!r} does not take the option(s) {sorted(unknown)}. Its options: "
+                f"{', '.join(known)}; see 'vfm-features list --details'.")
         self.spec = spec
         self.options = dict(options)
 
@@ -29,9 +104,36 @@ class _ExtractorBase(ABC):
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def weights_hash(self) -> str | None:
+        """Checksum of the weights in use (None for weight-free extractors)."""
+        return None
+
     def signature(self) -> dict[str, Any]:
-        """What determines the features: used by caches and saved classifiers."""
-        return {"extractor": self.name, "options": _jsonable(self.options)}
+        """What determines the features (name, options, weights, plugin version): caches and classifiers compare it."""
+        skip = set(self.RUNTIME_OPTIONS) | {"weights", "trust_checkpoint"}
+        return {"extractor": self.name,
+                "options": jsonable({k: v for k, v in self.options.items() if k not in skip}),
+                "weights_hash": self.weights_hash,
+                "plugin": self.spec.provenance()}
+
+    def saved_options(self) -> dict[str, Any]:
+        """The options a classifier file records: neither runtime nor trust-widening ones."""
+        skip = set(self.RUNTIME_OPTIONS) | set(self.TRUST_OPTIONS)
+        return {k: v for k, v in self.options.items() if k not in skip}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for attr in self._TRANSIENT:
+            state.pop(attr, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_transient()
+
+    def _init_transient(self) -> None:
+        """Recreate what :attr:`_TRANSIENT` names after unpickling (locks, empty model slots)."""
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
@@ -41,13 +143,11 @@ class _ExtractorBase(ABC):
 class FeatureExtractor(_ExtractorBase):
     """Turns a 2D image into an :class:`Embedding` (C x h x w plus geometry).
 
-    Subclasses implement :meth:`_embed_plane` for one (Y, X, C) plane in its raw
-    dtype and may override :meth:`n_features_for`. Batching, device and weights are
-    the extractor's business; construction only stores options (weights load lazily).
-
-    Reading features at image resolution goes through an upsampler: dense for an
-    output grid (:meth:`features_dense`) or sparse at pixel coordinates
-    (:meth:`features_at`), so training reads features only where labels are.
+    Subclasses implement :meth:`_embed_plane` for one prepared (Y, X, C) plane,
+    or :meth:`embed_prepared` for a batch of them, and may override
+    :meth:`prepare` (whole-plane preprocessing) and :meth:`n_features_for`.
+    Reading features at image pixels is an upsampler's job (see
+    :mod:`vfm_features.features.upsample`), not the extractor's.
     """
 
     kind = "pixel"
@@ -64,14 +164,26 @@ class FeatureExtractor(_ExtractorBase):
         """Feature channels for a single-channel (grey) image."""
         return self.n_features_for(1)
 
-    def signature(self) -> dict[str, Any]:
-        """What determines the features (name, options, weights): used by caches and saved classifiers."""
-        return {**super().signature(), "weights_hash": self.weights_hash}
-
     @property
-    def weights_hash(self) -> str | None:
-        """Checksum of the weights in use (None for weight-free extractors)."""
-        return None
+    def batch_size(self) -> int:
+        """Prepared planes or tiles per :meth:`embed_prepared` call."""
+        return int(self.options.get("batch_size") or 1)
+
+    # -- the two steps plugins provide -----------------------------------------------
+    def prepare(self, plane: np.ndarray) -> np.ndarray:
+        """Whole-plane preprocessing of a validated (Y, X, C) plane; the default keeps it as it is.
+
+        The result must keep the plane's (Y, X) shape: tiles are cut from it.
+        """
+        return plane
+
+    def embed_prepared(self, prepared: Sequence[np.ndarray]) -> list[Embedding]:
+        """Embeddings of prepared planes (or tiles of one), each with geometry origin (0, 0)."""
+        return [self._embed_plane(p) for p in prepared]
+
+    def _embed_plane(self, prepared: np.ndarray) -> Embedding:
+        """Embed one prepared (Y, X, C) plane; the geometry must map onto ``prepared.shape[:2]``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _embed_plane or embed_prepared")
 
     # -- embedding -----------------------------------------------------------
     def embed(self, image: Any, *, axes: str | None = None) -> Embedding:
@@ -86,39 +198,45 @@ class FeatureExtractor(_ExtractorBase):
     def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
         """Embed a 3D or time stack slice by slice (``axes`` e.g. 'ZYX', 'TZYXC')."""
         planes, _ = to_planes(image, axes)
-        return [self.embed_plane(p) for p in planes]
+        return self.embed_planes(planes)
+
+    def embed_planes(self, planes: Sequence[np.ndarray]) -> list[Embedding]:
+        """Embed validated (Y, X, C) planes, ``batch_size`` at a time (tiled ones one by one)."""
+        if tiling_for(self) is not None:
+            return [self.embed_plane(p) for p in planes]
+        out: list[Embedding] = []
+        for start in range(0, len(planes), self.batch_size):
+            chunk = list(planes[start:start + self.batch_size])
+            out += self._checked(chunk, self.embed_prepared([self.prepare(p) for p in chunk]))
+        return out
 
     def embed_plane(self, plane: np.ndarray, *, progress: Callable[[int, int], Any] | None = None) -> Embedding:
         """Embed a validated (Y, X, C) plane.
 
-        With a ``tile_shape`` option (and optionally ``halo``; default ``spec.halo``)
-        a plane larger than one tile is embedded tile by tile and stitched in
-        embedding space (:func:`vfm_features.features.tiling.embed_tiled`);
-        ``progress(done, total)`` is then called after each tile.
+        With a ``tile_shape`` option (and optionally ``halo``; default the
+        extractor's or spec's ``halo``) a plane larger than one tile is prepared
+        once, cut into tiles, embedded ``batch_size`` tiles at a time and stitched
+        in embedding space; ``progress(done, total)`` is then called after each tile.
         """
         tiling = tiling_for(self)
+        prepared = self.prepare(plane)
         if tiling is None:
-            emb = self._embed_plane(plane)
-        else:
-            emb = embed_tiled(self, plane, tiling, progress=progress)
-        if not emb.extractor:
-            emb.extractor = self.name
-        return emb
+            return self._checked([plane], self.embed_prepared([prepared]))[0]
+        emb = embed_tiled(self, prepared, tiling, progress=progress)
+        return self._checked([plane], [emb])[0]
 
-    @abstractmethod
-    def _embed_plane(self, plane: np.ndarray) -> Embedding:
-        """Embed one (Y, X, C) plane; the returned geometry must map onto ``plane.shape[:2]``."""
-
-    # -- reading features ----------------------------------------------------
-    def features_at(self, embedding: Embedding, coords: np.ndarray, *, upsampler: Any = "bilinear") -> np.ndarray:
-        """Features (N, C) at image pixel coordinates ``coords`` (N, 2) as (y, x)."""
-        return get_upsampler(upsampler).sparse(embedding, coords)
-
-    def features_dense(self, embedding: Embedding, out_shape: tuple[int, int] | None = None, *,
-                       upsampler: Any = "bilinear") -> np.ndarray:
-        """Features (C, H', W') on a grid of ``out_shape`` spanning the image (default: image shape)."""
-        return get_upsampler(upsampler).dense(embedding, out_shape)
-
+    def _checked(self, planes: Sequence[np.ndarray], embeddings: list[Embedding]) -> list[Embedding]:
+        if len(embeddings) != len(planes):
+            raise PluginValidationError(f"Extractor {self.name!r} returned {len(embeddings)} embeddings for "
+                                        f"{len(planes)} planes.")
+        for plane, emb in zip(planes, embeddings):
+            if tuple(emb.geometry.image_shape) != tuple(plane.shape[:2]):
+                raise PluginValidationError(
+                    f"Extractor {self.name!r} returned an embedding for image_shape {emb.geometry.image_shape} "
+                    f"from a plane of shape {plane.shape[:2]}; the geometry must map onto the plane it was given.")
+            if not emb.extractor:
+                emb.extractor = self.name
+        return embeddings
 
 
 @dataclass
@@ -134,6 +252,15 @@ class ObjectFeatures:
             raise ValueError(
                 f"ObjectFeatures: values {self.values.shape} do not match {len(self.ids)} ids x {len(self.names)} names.")
 
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """The feature rows of ``ids`` (each must be present)."""
+        ids = np.asarray(ids, np.int64)
+        pos = np.searchsorted(self.ids, ids)
+        if ids.size and (pos.max() >= len(self.ids) or not np.array_equal(self.ids[pos], ids)):
+            missing = sorted(set(ids.tolist()) - set(self.ids.tolist()))[:5]
+            raise InputError(f"Object id(s) {missing} are not in the instance mask.")
+        return self.values[pos]
+
 
 class ObjectFeatureExtractor(_ExtractorBase):
     """Per-object features from an image and its instance mask (0 = background)."""
@@ -145,20 +272,28 @@ class ObjectFeatureExtractor(_ExtractorBase):
         """Features of every object in ``mask``; ids sorted ascending."""
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
+def ensure_sequence(x: Any, what: str = "images") -> list[Any]:
+    """One image or a list of images -> list of images.
 
-
-def ensure_sequence(x: Any) -> Sequence[Any]:
-    """A single image or a list of images -> list."""
-    if isinstance(x, (list, tuple)):
+    A list whose first element is itself 2D or more is a list of images (they may
+    differ in size); a list of rows of numbers is one image written as nested
+    lists; rows of different lengths are refused.
+    """
+    if not isinstance(x, (list, tuple)):
+        return [x]
+    if not x:
+        return []
+    try:
+        first_ndim = np.ndim(x[0])
+    except ValueError:  # a ragged element
+        first_ndim = 2
+    if isinstance(x[0], np.ndarray) or first_ndim >= 2:
         return list(x)
-    return [x]
+    try:
+        arr = np.asarray(x)
+        if arr.dtype == object:
+            raise ValueError("ragged")
+        return [arr]
+    except (ValueError, TypeError):
+        raise InputError(f"The {what} were given as nested lists of unequal lengths (a ragged list); pass a "
+                         "numpy array per image, or a list of such arrays.") from None

@@ -1,63 +1,131 @@
-"""Reading images and writing results without leaving half-written files."""
+"""Reading images and writing files without leaving half-written ones: the library's one atomic write.
+
+Every file the library writes goes through :func:`atomic_path`: the data is
+written to a hidden temporary next to the target, named
+``.<name>.<pid>.vfm-tmp<suffix>``, and renamed onto the target only when the
+write succeeded. A process killed mid-write (SIGKILL, power loss) leaves such a
+temporary behind; the next write into the same folder removes the ones whose
+process is gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
+import uuid
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from vfm_features.errors import InputError
+from .errors import InputError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".npy", ".png", ".jpg", ".jpeg")
+WRITE_SUFFIXES = (".tif", ".tiff", ".npy", ".png")
+_TMP_MARK = ".vfm-tmp"
+_TMP_NAME = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.vfm-tmp")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a TIFF, NPY, PNG or JPEG file into a numpy array."""
+    """Read a TIFF, NPY, PNG or JPEG file into a numpy array (never unpickles anything)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give an image file ({', '.join(IMAGE_SUFFIXES)}).")
     suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputError(f"Cannot read {path.name}: unknown file type {suffix!r}; use one of {IMAGE_SUFFIXES}.")
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
 
-        return tifffile.imread(path)
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix in (".png", ".jpg", ".jpeg"):
+            return tifffile.imread(path)
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))
-    raise InputError(f"Cannot read {path.name}: unknown file type {suffix!r}; use one of {IMAGE_SUFFIXES}.")
+    except (OSError, ValueError, SyntaxError, IndexError, KeyError, TypeError) as exc:
+        if isinstance(exc, PermissionError):
+            raise InputError(f"Cannot read {path}: permission denied.") from None
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"Cannot read {path} as a {suffix[1:].upper()} image ({detail}); "
+                         "is it damaged or of another type than its name says?") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove this library's temporaries in ``folder`` whose writing process no longer runs."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TMP_NAME.match(entry.name)
+        if m and entry.is_file() and not _pid_alive(int(m.group(1))):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The parent folder is created if needed. On any error the temporary is
+    removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    clean_stale_temporaries(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_MARK}{path.suffix}")
     try:
-        yield tmp_path
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to {tmp}")
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp_path, path)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Write ``array`` as TIFF, NPY or PNG (chosen by suffix), atomically."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".tif", ".tiff", ".npy", ".png"):
+    if suffix not in WRITE_SUFFIXES:
         raise InputError(f"Cannot write {path.name}: use a .tif, .npy or .png file name.")
     with atomic_path(path) as tmp:
         if suffix == ".npy":
@@ -72,3 +140,36 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
 
             tifffile.imwrite(tmp, array, photometric="minisblack")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_outputs(outputs: list[str | os.PathLike], *, inputs: list[str | os.PathLike] = (),
+                  overwrite: bool = False) -> None:
+    """Refuse output paths that are inputs, that repeat, or that exist (unless ``overwrite``).
+
+    Called before any work starts, so a refused command leaves every file as it was.
+    """
+    outs = [Path(o) for o in outputs]
+    ins = [Path(i) for i in inputs]
+    for o in outs:
+        for i in ins:
+            if _same_file(o, i):
+                raise InputError(f"The output {o} is also an input; choose another output name.")
+    seen: dict[Path, Path] = {}
+    for o in outs:
+        key = o.resolve()
+        if key in seen:
+            raise InputError(f"Two outputs would be written to {o}; give the inputs distinct names.")
+        seen[key] = o
+    if not overwrite:
+        existing = [str(o) for o in outs if o.exists() or o.is_symlink()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise InputError(f"{existing[0]}{more} exists already; pass --overwrite (overwrite=True) to "
+                             "replace it, or choose another output.")

@@ -1,79 +1,204 @@
-"""What the pixel and object classifiers share: the training buffer, the forest fit, saving."""
+"""What the pixel and object classifiers share: components, parameter checks, signatures, pickling, saving.
+
+A classifier is a scikit-learn estimator that composes registered parts:
+an extractor (name or instance), for pixel extractors an upsampler, and a head
+(name or instance). Parameters are stored by ``__init__`` only and checked at
+``fit``; everything learned ends in ``_``.
+"""
 
 from __future__ import annotations
 
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from vfm_features.errors import ExtractorMismatchError, InputError
-from vfm_features.heads.forest_predict import make_forest
-from vfm_features.validation import check_classes_present
+from vfm_features.extractor import accepted_options
+from vfm_features.features.source import LastEmbedding, build_extractor, embed_plane
+from vfm_features.registry import default_registry, get_head, get_upsampler
+from vfm_features.validation import (
+    check_bool,
+    check_budget,
+    check_n_jobs,
+    check_name_or_instance,
+    check_options_dict,
+    check_random_state,
+)
 
-# everything fit() learns; set_params() + fit() must start from none of it
-_LEARNED = ("classes_", "forest_", "extractor_", "object_extractor_", "signature_", "n_features_in_",
-            "feature_names_", "n_training_pixels_", "n_training_objects_")
+_SAMPLE_LIMIT = 100_000  # pixels per plane used to estimate its intensity range
 
 
-class ForestHeadMixin:
-    """Fits ``forest_`` on the samples gathered in ``self._samples`` (key -> (X, y))."""
+class IntensityWarning(UserWarning):
+    """An image to predict has intensities far outside those the classifier was trained on."""
 
-    def _stacked_samples(self, what: str) -> tuple[np.ndarray, np.ndarray]:
-        parts = list(getattr(self, "_samples", {}).values())
-        y = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        check_classes_present(np.unique(y), what=what)
-        widths = {p[0].shape[1] for p in parts}
-        if len(widths) > 1:
-            raise InputError(
-                f"The images give different numbers of features {sorted(widths)}; train only on images "
-                "with the same number of channels (or reduce channels with extractor_options).")
-        return np.concatenate([p[0] for p in parts]), y
 
-    def _fit_forest(self, X: np.ndarray, y: np.ndarray, signature: dict[str, Any]) -> None:
-        forest = make_forest(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                             min_samples_leaf=self.min_samples_leaf, n_jobs=self.n_jobs,
-                             random_state=self.random_state)
-        forest.fit(X, y)
-        self.forest_ = forest
-        self.classes_ = forest.classes_
-        self.n_features_in_ = X.shape[1]
-        self.signature_ = signature
+def intensity_range(plane: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel 1st and 99th percentiles of a (Y, X, C) plane (on a subsample of large planes)."""
+    flat = plane.reshape(-1, plane.shape[-1])
+    step = max(1, len(flat) // _SAMPLE_LIMIT)
+    lo, hi = np.percentile(flat[::step].astype(np.float64), [1, 99], axis=0)
+    return [float(v) for v in lo], [float(v) for v in hi]
 
-    def _memo(self) -> dict:
-        """The last embedding computed without a cache (see ``_embedding_source.embed_plane``)."""
-        if "_last_embedding" not in self.__dict__:
-            self._last_embedding: dict = {}
+
+class BaseClassifier(ClassifierMixin, BaseEstimator):
+    """Shared machinery of :class:`PixelClassifier` and :class:`ObjectClassifier`."""
+
+    _kind = "pixel"
+    # everything fit() learns; set_params() + fit() start from none of it
+    _LEARNED = ("classes_", "head_", "extractor_", "upsampler_", "signature_", "n_features_in_", "feature_names_",
+                "n_training_pixels_", "n_training_objects_", "intensity_range_")
+
+    # -- parameters -------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        check_name_or_instance(self.extractor, "extractor", "extractor")
+        check_name_or_instance(self.upsampler, "upsampler", "upsampler")
+        check_name_or_instance(self.head, "head", "head")
+        for name in ("extractor_options", "upsampler_options", "head_options"):
+            check_options_dict(getattr(self, name), name)
+        check_budget(self.budget)
+        check_n_jobs(self.n_jobs)
+        check_random_state(self.random_state)
+        if not isinstance(self.progress, bool) and not callable(self.progress):
+            raise InputError(f"progress must be True, False or a callable(done, total); got {self.progress!r}.")
+
+    def set_params(self, **params: Any) -> "BaseClassifier":
+        """Set parameters; a fitted classifier forgets what it learned (call fit again)."""
+        super().set_params(**params)
+        self._reset()
+        return self
+
+    # -- components ---------------------------------------------------------------------------
+    def _components(self) -> tuple[Any, Any]:
+        """(extractor, upsampler) in use; built from the parameters the first time."""
+        if getattr(self, "extractor_", None) is None:
+            extractor = build_extractor(self.extractor, self.extractor_options)
+            self._check_extractor_kind(extractor)
+            self.extractor_ = extractor
+        if getattr(self, "upsampler_", None) is None:
+            self.upsampler_ = (get_upsampler(self.upsampler, **(self.upsampler_options or {}))
+                               if getattr(self.extractor_, "kind", "pixel") == "pixel" else None)
+        return self.extractor_, self.upsampler_
+
+    def _check_extractor_kind(self, extractor: Any) -> None:
+        pass
+
+    def _new_head(self) -> Any:
+        """A fresh head; the classifier's ``random_state`` and ``n_jobs`` go to heads that take them."""
+        if not isinstance(self.head, str):
+            from sklearn.base import clone
+
+            return clone(self.head)
+        options = dict(self.head_options or {})
+        spec = default_registry().head_spec(self.head, self._kind)
+        accepted = accepted_options(spec.load_factory(), spec.options)
+        for key in ("random_state", "n_jobs"):
+            if key in accepted and key not in options:
+                options[key] = getattr(self, key)
+        return get_head(self.head, self._kind, **options)
+
+    def _memo(self) -> LastEmbedding:
+        if getattr(self, "_last_embedding", None) is None:
+            self._last_embedding = LastEmbedding()
         return self._last_embedding
 
+    def _embed(self, extractor: Any, plane: np.ndarray) -> Any:
+        return embed_plane(extractor, plane, self.cache, self._memo())
+
     def _reset(self) -> None:
-        self._samples = {}
+        self._samples: dict = {}
+        self._intensities: dict = {}
         self.__dict__.pop("_last_embedding", None)
-        for attr in _LEARNED:
+        self.__dict__.pop("_intensity_warned", None)
+        for attr in self._LEARNED:
             self.__dict__.pop(attr, None)
 
     def _start_partial_fit(self) -> None:
         """Refuse to extend a loaded classifier, whose training samples were not saved."""
         if not hasattr(self, "_samples"):
-            if hasattr(self, "forest_"):
+            if hasattr(self, "head_"):
                 raise InputError(
-                    "This classifier was loaded from a file, which keeps the forest but not its training "
+                    "This classifier was loaded from a file, which keeps the head but not its training "
                     "samples, so partial_fit cannot add to them; call fit() with all the labels instead.")
-            self._samples = {}
+            self._reset()
 
-    def _check_features(self, extractor: Any, n_features: int) -> None:
-        """The features at prediction must be those of training: same extractor signature and width."""
+    # -- signatures ---------------------------------------------------------------------------
+    def _current_signature(self) -> dict[str, Any]:
+        extractor, upsampler = self._components()
+        sig = {"extractor": extractor.signature()}
+        if upsampler is not None:
+            sig["upsampler"] = upsampler.signature()
+        return sig
+
+    def _check_signature(self) -> None:
+        """The features at prediction must be those of training: same extractor, options, weights, upsampler."""
         expected = getattr(self, "signature_", None)
-        if expected is not None and extractor.signature() != expected:
+        current = self._current_signature()
+        if expected is not None and current != expected:
+            diff = sorted(k for k in set(expected) | set(current) if expected.get(k) != current.get(k))
             raise ExtractorMismatchError(
-                f"This classifier was trained on features {expected} but is applied with "
-                f"{extractor.signature()}; use the same extractor, options and weights, or retrain.")
-        if n_features != self.n_features_in_:
-            raise InputError(
-                f"The input gives {n_features} features but the classifier was trained on "
-                f"{self.n_features_in_}; use images with the same channels as in training.")
+                f"This classifier was trained on features {expected} but is applied with {current} (they differ "
+                f"in {', '.join(diff)}); use the same extractor, options, weights and upsampler, or retrain.")
 
-    def save(self, path) -> None:
-        """Save to a ``.vfmc`` file (skops forest + JSON metadata); see :func:`load_classifier`."""
-        from vfm_features.classifiers.fileformat import save_classifier
+    # -- intensities --------------------------------------------------------------------------
+    def _record_intensity(self, key: Any, plane: np.ndarray) -> None:
+        self._intensities[key] = intensity_range(plane)
 
-        save_classifier(self, path)
+    def _intensity_summary(self) -> dict[str, Any] | None:
+        values = list(self._intensities.values())
+        if not values or len({len(v[0]) for v in values}) != 1:
+            return None
+        lo = np.min([v[0] for v in values], axis=0)
+        hi = np.max([v[1] for v in values], axis=0)
+        return {"p1": [float(v) for v in lo], "p99": [float(v) for v in hi]}
+
+    def _raw_intensity_features(self) -> bool:
+        """True when the extractor's features depend on raw intensities (no per-image scaling)."""
+        extractor = self.extractor_
+        return getattr(extractor, "options", {}).get("normalization", "none") in ("none", "dtype")
+
+    def _warn_intensity(self, plane: np.ndarray) -> None:
+        train = getattr(self, "intensity_range_", None)
+        if (train is None or getattr(self, "_intensity_warned", False) or not self._raw_intensity_features()
+                or len(train["p1"]) != plane.shape[-1]):
+            return
+        lo, hi = intensity_range(plane)
+        for c, (tl, th, l, h) in enumerate(zip(train["p1"], train["p99"], lo, hi)):
+            span_t, span = max(th - tl, 1e-12), max(h - l, 1e-12)
+            if span > 2 * span_t or span < 0.5 * span_t or l > th or h < tl:
+                self._intensity_warned = True
+                warnings.warn(
+                    f"Channel {c} of this image has intensities {l:.4g}..{h:.4g} (1st..99th percentile), far "
+                    f"from the {tl:.4g}..{th:.4g} the classifier was trained on, and {self.extractor_.name} uses "
+                    "raw intensities: predictions may be wrong. Train and predict on images of the same "
+                    "intensity scale, or train with extractor_options={'normalization': 'percentile'} (per-image "
+                    "scaling; see docs/security.md and the extractor's options).", IntensityWarning, stacklevel=4)
+                return
+
+    # -- pickling and saving ----------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
+        state = dict(state)
+        state.pop("_last_embedding", None)  # embeddings are large and recomputable
+        if "_samples" in state:
+            state["_samples"] = {k: s.without_embeddings() for k, s in state["_samples"].items()}
+        return state
+
+    def save(self, path: Any) -> Any:
+        """Save to a ``.vfmc`` file (JSON metadata + numeric arrays); see :func:`vfm_features.load_classifier`."""
+        from .fileformat import save_classifier
+
+        return save_classifier(self, path)
+
+    def _finish_fit(self, head: Any, signature: dict[str, Any]) -> None:
+        self.head_ = head
+        self.classes_ = np.asarray(head.classes_)
+        self.n_features_in_ = int(head.n_features_in_)
+        self.signature_ = signature
+        self.intensity_range_ = self._intensity_summary()
+
+
+def check_progress(progress: Any) -> Any:
+    return progress if callable(progress) else check_bool(progress, "progress")

@@ -1,16 +1,31 @@
-"""Saving and loading trained classifiers safely.
+"""The ``.vfmc`` classifier file: JSON metadata and numeric arrays in a zip, read with bounded memory.
 
-A ``.vfmc`` file is a zip archive with ``metadata.json`` (format version,
-library version, classifier class and parameters, extractor signature, classes,
-feature count) and ``forest.skops`` (the forest in skops' format, which loads
-without executing pickled code). Loading rebuilds the classifier from the
-parameters and refuses a forest holding types outside a short allow-list.
+Layout (format 2)::
+
+    metadata.json       what the classifier is: class, parameters, extractor name and
+                        saved options, upsampler, head name and parameters, classes,
+                        signatures, intensity range (UTF-8 JSON, at most 1 MiB)
+    head/<name>.npy     the head's arrays (numbers only; read with allow_pickle=False)
+
+A classifier file is something people e-mail and download, so reading one:
+
+* never unpickles and never imports or calls anything the file names: the head
+  is looked up among the *registered* heads by name, and rebuilds itself from
+  numbers it checks (:meth:`Head.from_state`);
+* never widens trust: options that load files or code (weights paths,
+  ``trust_checkpoint``, configs) are refused if a file holds them; the user
+  passes them when loading, and the signature (with the weights' hash) must match;
+* is bounded in memory: member count, each member's size and the total are
+  checked from the zip directory before anything is decompressed, and a member
+  that inflates past its declared size is refused by the zip reader.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,132 +33,242 @@ from typing import Any
 import numpy as np
 
 from vfm_features._version import __version__
-from vfm_features.errors import ExtractorMismatchError, InputError
+from vfm_features.errors import InputError
 from vfm_features.io import atomic_path
+from vfm_features.validation import check_is_fitted
 
 FORMAT = "vfm-features-classifier"
-FORMAT_VERSION = 1
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+FORMAT_VERSION = 2
+MAX_BYTES = 1 << 30  # default bound on the uncompressed size of a file's members
+MAX_METADATA_BYTES = 1 << 20
+MAX_MEMBERS = 1024
+_ARRAY_NAME = re.compile(r"^head/([A-Za-z0-9_.\-]{1,64})\.npy$")
+_NUMERIC = "biuf"
+CLASSIFIERS = ("PixelClassifier", "ObjectClassifier")
+# top-level keys of metadata.json and their types
+_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "format": str, "format_version": int, "library_version": str, "classifier": str, "params": dict,
+    "extractor": dict, "upsampler": (dict, type(None)), "head": dict, "classes": list, "n_features_in": int,
+    "feature_names": list, "intensity": (dict, type(None)), "signature": dict, "arrays": dict,
+}
+# keys a classifier's params may hold in a file (components are stored separately; caches never)
+SAVED_PARAMS = {"PixelClassifier": ("budget", "working_shape", "n_jobs", "random_state", "band_rows"),
+                "ObjectClassifier": ("stats", "include_area", "budget", "n_jobs", "random_state")}
+# option names that load files or code, whatever the extractor says
+TRUST_OPTIONS = frozenset({"weights", "trust_checkpoint", "config", "weights_path", "checkpoint"})
 
 
-def _params(clf) -> dict[str, Any]:
-    """The constructor parameters as JSON; an extractor instance is saved as its name and options."""
-    params = clf.get_params(deep=False)
-    params.pop("cache", None)
-    if not isinstance(params.get("extractor"), str):
-        instance = params["extractor"]
-        params["extractor"] = instance.name
-        params["extractor_options"] = dict(instance.options)
-    for key, value in (params.get("extractor_options") or {}).items():
-        try:
-            json.dumps(value, default=_json_default)
-        except TypeError:
-            raise InputError(
-                f"The extractor option {key}={value!r} cannot be saved; build the extractor from its "
-                "registered name with plain options (numbers, strings, lists) to save the classifier.") from None
-    return json.loads(json.dumps(params, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer, np.floating)):
+def _plain(value: Any) -> Any:
+    """JSON data to save: tuples as lists, numpy scalars as Python numbers; anything else is refused."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"Cannot save parameter value {value!r}")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    raise InputError(f"The value {value!r} cannot be saved in a classifier file; build the parts from their "
+                     "registered names with plain options (numbers, strings, lists).")
 
 
-def save_classifier(clf, path: str | os.PathLike) -> Path:
+def _component(instance: Any, kind: str) -> dict[str, Any]:
+    return {"name": instance.name, "options": _plain(instance.saved_options()),
+            "provenance": _plain(instance.spec.provenance())}
+
+
+def _head_name(clf: Any) -> str:
+    if isinstance(clf.head, str):
+        return clf.head
+    from vfm_features.registry import default_registry
+
+    for name, spec in default_registry().head_specs(clf._kind).items():
+        if spec.load_factory() is type(clf.head_):
+            return name
+    raise InputError(f"The head {type(clf.head_).__name__} is not registered, so a file could not name it; "
+                     "register it through a plugin (vfm_features_heads hook) to save classifiers that use it.")
+
+
+def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
     """Write a fitted :class:`PixelClassifier` or :class:`ObjectClassifier` to ``path`` atomically."""
-    import skops.io as sio
-
-    from vfm_features.validation import check_is_fitted
-
-    check_is_fitted(clf, "forest_")
+    check_is_fitted(clf, "head_")
+    path = Path(path)
+    if path.suffix != ".vfmc":
+        raise InputError(f"Classifier files end in .vfmc; got {path.name!r}.")
+    params, arrays = clf.head_.get_state()
+    for key, arr in arrays.items():
+        if not _ARRAY_NAME.match(f"head/{key}.npy") or np.asarray(arr).dtype.kind not in _NUMERIC:
+            raise InputError(f"Head array {key!r} cannot be saved: names are letters, digits, '_', '.', '-', and "
+                             "arrays hold numbers only.")
+    kind = type(clf).__name__
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
-        "classifier": type(clf).__name__,
-        "params": _params(clf),
-        "signature": clf.signature_,
-        "classes": clf.classes_.tolist(),
+        "classifier": kind,
+        "params": _plain({k: getattr(clf, k) for k in SAVED_PARAMS[kind]}),
+        "extractor": _component(clf.extractor_, "extractor"),
+        "upsampler": _component(clf.upsampler_, "upsampler") if clf.upsampler_ is not None else None,
+        "head": {"name": _head_name(clf), "kind": clf._kind, "params": _plain(params),
+                 "provenance": _plain(_head_provenance(clf))},
+        "classes": _plain(np.asarray(clf.classes_).tolist()),
         "n_features_in": int(clf.n_features_in_),
-        "feature_names": list(getattr(clf, "feature_names_", []) or []),
+        "feature_names": _plain(list(getattr(clf, "feature_names_", []) or [])),
+        "intensity": _plain(getattr(clf, "intensity_range_", None)),
+        "signature": _plain(json.loads(json.dumps(clf.signature_))),
+        "arrays": {k: {"shape": list(np.shape(a)), "dtype": np.asarray(a).dtype.str} for k, a in arrays.items()},
     }
-    path = Path(path)
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("metadata.json", json.dumps(meta, indent=2, sort_keys=True))
-            zf.writestr("forest.skops", sio.dumps(clf.forest_))
+            zf.writestr("metadata.json", json.dumps(meta, indent=1, sort_keys=True))
+            for key, arr in arrays.items():
+                buf = io.BytesIO()
+                np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+                zf.writestr(f"head/{key}.npy", buf.getvalue())
     return path
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of a saved classifier, without loading the forest."""
-    path = Path(path)
+def _head_provenance(clf: Any) -> dict[str, str]:
+    from vfm_features.registry import default_registry
+
+    try:
+        return default_registry().head_spec(_head_name(clf), clf._kind).provenance()
+    except Exception:  # noqa: BLE001 - an unregistered head fails in _head_name already
+        return {}
+
+
+# -- reading -------------------------------------------------------------------------------------------
+def _not_ours(path: Path, why: str) -> InputError:
+    return InputError(f"{path} is not a valid vfm-features classifier file: {why}.")
+
+
+def _open(path: Path) -> zipfile.ZipFile:
     if not path.exists():
         raise FileNotFoundError(f"No such classifier file: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a .vfmc classifier file.")
     try:
-        with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("metadata.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path} is not a vfm-features classifier file ({exc}).") from None
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise _not_ours(path, "it is not a zip archive") from None
+    except PermissionError:
+        raise InputError(f"Cannot read {path}: permission denied.") from None
+    except OSError as exc:
+        raise InputError(f"Cannot read {path}: {exc}.") from None
+
+
+def _check_directory(zf: zipfile.ZipFile, path: Path, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
+    infos = zf.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise _not_ours(path, f"it has {len(infos)} members (at most {MAX_MEMBERS})")
+    members: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name != "metadata.json" and not _ARRAY_NAME.match(name):
+            raise _not_ours(path, f"it holds an unexpected member {name!r}")
+        if name in members:
+            raise _not_ours(path, f"the member {name!r} appears twice")
+        limit = MAX_METADATA_BYTES if name == "metadata.json" else max_bytes
+        if info.file_size > limit:
+            raise InputError(f"{path}: member {name!r} declares {info.file_size} bytes, more than the "
+                             f"{limit} allowed; refusing to read it (load_classifier(max_bytes=...) raises the bound "
+                             "for a file you trust).")
+        total += info.file_size
+        members[name] = info
+    if total > max_bytes:
+        raise InputError(f"{path} declares {total} bytes in all, more than the {max_bytes} allowed; refusing to read "
+                         "it (load_classifier(max_bytes=...) raises the bound for a file you trust).")
+    if "metadata.json" not in members:
+        raise _not_ours(path, "it has no metadata.json")
+    return members
+
+
+def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise _not_ours(path, "its metadata is not a JSON object")
     if meta.get("format") != FORMAT:
-        raise InputError(f"{path} is not a vfm-features classifier file (format {meta.get('format')!r}).")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise InputError(
-            f"{path} was written by vfm-features {meta.get('library_version')} in format "
-            f"{meta['format_version']}; this version reads format {FORMAT_VERSION}. Upgrade vfm-features.")
+        raise _not_ours(path, f"its format is {meta.get('format')!r}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _not_ours(path, f"its format_version {version!r} is not a whole number")
+    if version > FORMAT_VERSION:
+        raise InputError(f"{path} was written by vfm-features {meta.get('library_version')!r} in format {version}; "
+                         f"this version reads format {FORMAT_VERSION}. Upgrade vfm-features.")
+    if version < FORMAT_VERSION:
+        raise InputError(f"{path} is in format {version} (vfm-features {meta.get('library_version')!r}), which "
+                         "stored the forest with skops; this version does not read it, for safety. Retrain the "
+                         "classifier with this version (vfm-features train ...).")
+    missing = sorted(set(_SCHEMA) - set(meta))
+    unknown = sorted(set(meta) - set(_SCHEMA))
+    if missing or unknown:
+        raise _not_ours(path, f"its metadata {'lacks ' + str(missing) if missing else ''}"
+                              f"{' and ' if missing and unknown else ''}{'has unknown keys ' + str(unknown) if unknown else ''}")
+    for key, types in _SCHEMA.items():
+        if not isinstance(meta[key], types) or (types is int and isinstance(meta[key], bool)):
+            raise _not_ours(path, f"metadata {key!r} has the wrong type ({type(meta[key]).__name__})")
+    if meta["classifier"] not in CLASSIFIERS:
+        raise _not_ours(path, f"it holds an unknown classifier type {meta['classifier']!r}")
+    unknown_params = sorted(set(meta["params"]) - set(SAVED_PARAMS[meta["classifier"]]))
+    if unknown_params:
+        raise _not_ours(path, f"its parameters hold unknown keys {unknown_params}")
+    for part in ("extractor", "upsampler", "head"):
+        block = meta[part]
+        if block is None:
+            continue
+        if not isinstance(block.get("name"), str) or not isinstance(block.get("options", {}), dict):
+            raise _not_ours(path, f"its {part} entry has no name or no options")
+    if meta["head"].get("kind") not in ("pixel", "object") or not isinstance(meta["head"].get("params"), dict):
+        raise _not_ours(path, "its head entry has no kind or no params")
+    if (meta["head"]["kind"] == "pixel") != (meta["classifier"] == "PixelClassifier"):
+        raise _not_ours(path, "its head kind does not fit its classifier type")
+    if meta["n_features_in"] < 1:
+        raise _not_ours(path, f"n_features_in={meta['n_features_in']}")
+    classes = meta["classes"]
+    if len(classes) < 2 or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise _not_ours(path, "its classes are not at least two distinct whole numbers")
     return meta
 
 
-def load_classifier(path: str | os.PathLike, *, extractor: Any = None, cache: Any = None):
-    """Load a classifier saved with ``save``.
+def read_archive(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The checked metadata and the head arrays of a classifier file (nothing is built or imported)."""
+    path = Path(path)
+    with _open(path) as zf:
+        members = _check_directory(zf, path, max_bytes)
+        try:
+            meta = json.loads(zf.read("metadata.json").decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _not_ours(path, "its metadata is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise _not_ours(path, f"its metadata is not JSON ({exc.msg} at line {exc.lineno})") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise _not_ours(path, f"its metadata cannot be read ({exc})") from None
+        meta = _check_metadata(meta, path)
+        declared = meta["arrays"]
+        arrays: dict[str, np.ndarray] = {}
+        for name, info in members.items():
+            m = _ARRAY_NAME.match(name)
+            if not m:
+                continue
+            key = m.group(1)
+            if key not in declared:
+                raise _not_ours(path, f"the array {key!r} is not declared in its metadata")
+            try:
+                arr = np.load(io.BytesIO(zf.read(info)), allow_pickle=False)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise _not_ours(path, f"the array {key!r} cannot be read ({exc})") from None
+            spec = declared[key]
+            if (not isinstance(arr, np.ndarray) or arr.dtype.kind not in _NUMERIC or not isinstance(spec, dict)
+                    or list(arr.shape) != spec.get("shape") or arr.dtype.str != spec.get("dtype")):
+                raise _not_ours(path, f"the array {key!r} is not the numeric array its metadata declares")
+            arrays[key] = arr
+        missing = sorted(set(declared) - set(arrays))
+        if missing:
+            raise _not_ours(path, f"the arrays {missing} are missing")
+    return meta, arrays
 
-    ``extractor`` may pass an already built extractor instance (for example one
-    holding loaded weights); it must have the signature the classifier was
-    trained with, otherwise :class:`ExtractorMismatchError` is raised.
-    """
-    import skops.io as sio
 
-    from vfm_features.classifiers.object import ObjectClassifier
-    from vfm_features.classifiers.pixel import PixelClassifier
-
-    meta = read_metadata(path)
-    classes = {"PixelClassifier": PixelClassifier, "ObjectClassifier": ObjectClassifier}
-    if meta["classifier"] not in classes:
-        raise InputError(f"{path} holds an unknown classifier type {meta['classifier']!r}.")
-    with zipfile.ZipFile(path) as zf:
-        blob = zf.read("forest.skops")
-    untrusted = sio.get_untrusted_types(data=blob)
-    foreign = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-    if foreign:
-        raise InputError(f"{path} contains types outside scikit-learn and numpy ({foreign}); refusing to load it.")
-    forest = sio.loads(blob, trusted=untrusted)
-    params = dict(meta["params"])
-    for key in ("working_shape", "stats"):
-        if isinstance(params.get(key), list):
-            params[key] = tuple(params[key])
-    clf = classes[meta["classifier"]](**params, cache=cache)
-    clf.forest_ = forest
-    clf.classes_ = np.asarray(meta["classes"])
-    clf.n_features_in_ = meta["n_features_in"]
-    clf.signature_ = meta["signature"]
-    if meta.get("feature_names"):
-        clf.feature_names_ = meta["feature_names"]
-    if extractor is not None:
-        if isinstance(extractor, str):
-            from vfm_features.registry import get_extractor
-
-            extractor = get_extractor(extractor, **(params.get("extractor_options") or {}))
-        if isinstance(clf, PixelClassifier):
-            clf.extractor_ = extractor
-            sig = extractor.signature()
-        else:
-            clf._use_extractor(extractor)
-            sig = clf.object_extractor_.signature()
-        if sig != clf.signature_:
-            raise ExtractorMismatchError(
-                f"{path} was trained with features {clf.signature_}; the extractor given has {sig}. "
-                "Use the extractor the classifier was trained with, or retrain it.")
-    return clf
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The checked metadata of a saved classifier, without building anything."""
+    return read_archive(path)[0]

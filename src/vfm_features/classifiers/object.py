@@ -1,24 +1,34 @@
-"""Object classification: a random forest on per-object features (regionprops or aggregated embeddings)."""
+"""Object classification: a head (a random forest by default) on per-object features.
+
+Per-object features come from an object extractor (``regionprops``), or from a
+pixel extractor's embedding aggregated over each object's mask (mean, and
+optionally std/min/max, plus its area) through the upsampler.
+"""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 
-from vfm_features.features.source import build_extractor, embed_plane
-from vfm_features.features.aggregate import EmbeddingObjectFeatures
 from vfm_features.errors import InputError
 from vfm_features.extractor import ObjectFeatures, ensure_sequence
-from vfm_features.classifiers.base import ForestHeadMixin
-from vfm_features.heads.forest_predict import predict_proba_float32
+from vfm_features.features.aggregate import DEFAULT_STATS, Aggregator
+from vfm_features.features.sampling import sample_balanced
+from vfm_features.heads.base import ObjectSamples
 from vfm_features.preprocess import to_planes
 from vfm_features.progress import progress_bar
-from vfm_features.features.sampling import sample_balanced
-from vfm_features.validation import check_instance_mask, check_is_fitted, check_labels
+from vfm_features.validation import (
+    check_bool,
+    check_classes_present,
+    check_instance_mask,
+    check_is_fitted,
+    check_labels,
+    check_stats,
+)
+
+from .base import BaseClassifier
 
 
 @dataclass
@@ -50,59 +60,110 @@ def majority_vote(instances: np.ndarray, class_image: np.ndarray) -> dict[int, i
     return {int(o): int(c) for o, c in pairs[first]}
 
 
-class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
-    """Random-forest classifier of segmented objects.
+def _whole(value: Any, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        raise InputError(f"{what} {value!r} is not a whole number.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} {value!r} is not a whole number.") from None
+    if not np.isfinite(number) or number != int(number):
+        raise InputError(f"{what} {value!r} is not a whole number.")
+    return int(number)
+
+
+def label_mapping(labels: Any, mask: np.ndarray, ids: np.ndarray) -> dict[int, int]:
+    """Object labels (mapping id -> class, or a class image reduced by majority vote) as {id: class}; 0 = unlabelled."""
+    if isinstance(labels, Mapping):
+        mapping = {}
+        for key, value in labels.items():
+            obj = _whole(key, "Object id")
+            cls = _whole(value, f"The class of object {key!r},")
+            if cls < 0 or obj < 1:
+                raise InputError(f"Object {key!r} has class {value!r}; object ids are >= 1 and classes >= 1 "
+                                 "(0 = unlabelled).")
+            if cls:
+                mapping[obj] = cls
+        unknown = sorted(set(mapping) - set(np.asarray(ids).tolist()))
+        if unknown:
+            raise InputError(f"Object labels name id(s) {unknown[:5]} that are not in the instance mask; "
+                             "label only objects present in the mask.")
+        return mapping
+    class_image = check_labels(labels, mask.shape, name="class image")
+    return majority_vote(mask, class_image)
+
+
+class ObjectClassifier(BaseClassifier):
+    """Classifier of segmented objects, on object features or on aggregated embeddings.
 
     With an object extractor (``"regionprops"``) its features are used as they are;
     with a pixel extractor (``"filters"``, ``"sam:vit_b"``...) each object's feature
-    is the mean (and optionally std/min/max) of the upsampled embedding over its
-    mask, plus its area.
-
-    Object labels are given per image as a mapping ``{object id: class}`` or as a
-    class image, reduced to one class per object by majority vote.
+    is the ``stats`` of the upsampled embedding over its mask, plus its area
+    (``include_area``). Object labels are given per image as a mapping
+    ``{object id: class}`` or as a class image, reduced to one class per object by
+    majority vote. Parameters not listed here work as in :class:`PixelClassifier`;
+    the default head ``rf`` has 200 trees grown to pure leaves.
     """
 
+    _kind = "object"
+
     def __init__(self, extractor: Any = "regionprops", *, extractor_options: dict | None = None,
-                 stats: Sequence[str] = ("mean",), include_area: bool = True, upsampler: str = "bilinear",
-                 budget: int | None = None, n_estimators: int = 200, max_depth: int | None = None,
-                 min_samples_leaf: int = 1, n_jobs: int | None = -1, random_state: int | None = 0,
-                 cache: Any = None, progress: bool = False) -> None:
+                 stats: Sequence[str] = DEFAULT_STATS, include_area: bool = True, upsampler: Any = "bilinear",
+                 upsampler_options: dict | None = None, head: Any = "rf", head_options: dict | None = None,
+                 budget: int | None = None, n_jobs: int | None = -1, random_state: int | None = 0,
+                 cache: Any = None, progress: Any = False) -> None:
         self.extractor = extractor
         self.extractor_options = extractor_options
         self.stats = stats
         self.include_area = include_area
         self.upsampler = upsampler
+        self.upsampler_options = upsampler_options
+        self.head = head
+        self.head_options = head_options
         self.budget = budget
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.min_samples_leaf = min_samples_leaf
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.cache = cache
         self.progress = progress
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_stats(self.stats)
+        check_bool(self.include_area, "include_area")
+
+    def _aggregator(self) -> Aggregator:
+        return Aggregator(tuple(self.stats), self.include_area)
+
+    def _current_signature(self) -> dict[str, Any]:
+        sig = super()._current_signature()
+        if "upsampler" in sig:
+            sig["aggregation"] = self._aggregator().signature()
+        return sig
+
     # -- features ------------------------------------------------------------
-    def _get_object_extractor(self):
-        if getattr(self, "object_extractor_", None) is None:
-            self._use_extractor(build_extractor(self.extractor, self.extractor_options))
-        return self.object_extractor_
-
-    def _use_extractor(self, base) -> None:
-        """Use ``base`` (object or pixel extractor instance) for the object features."""
-        if getattr(base, "kind", "pixel") == "object":
-            self.object_extractor_ = base
-        else:
-            self.object_extractor_ = EmbeddingObjectFeatures(
-                base, stats=tuple(self.stats), include_area=self.include_area, upsampler=self.upsampler,
-                embed=functools.partial(embed_plane, base, cache=self.cache, memo=self._memo()))
-
-    def object_features(self, image: Any, mask: Any, *, axes: str | None = None) -> ObjectFeatures:
-        """The per-object features this classifier uses for ``image`` and its instance ``mask``."""
+    def _plane(self, image: Any, axes: str | None) -> np.ndarray:
         planes, stack = to_planes(image, axes)
         if stack:
             raise InputError("ObjectClassifier takes 2D images; loop over the planes of a stack.")
-        mask = check_instance_mask(mask, planes[0].shape[:2])
-        return self._get_object_extractor().object_features(image, mask, axes=axes)
+        return planes[0]
+
+    def _object_samples(self, plane: np.ndarray, mask: np.ndarray) -> ObjectSamples:
+        """Samples of every object of ``mask`` in ``plane`` (classes unset), features not yet read."""
+        extractor, upsampler = self._components()
+        if getattr(extractor, "kind", "pixel") == "object":
+            feats = extractor.object_features(plane, mask, axes="YXC")
+            return ObjectSamples(np.zeros(len(feats.ids), np.int64), feats.ids, object_features=[feats])
+        ids = np.unique(mask[mask > 0])
+        return ObjectSamples(np.zeros(len(ids), np.int64), ids, embeddings=[self._embed(extractor, plane)],
+                             images=[plane], masks=[mask], aggregator=self._aggregator(), upsampler=upsampler)
+
+    def object_features(self, image: Any, mask: Any, *, axes: str | None = None) -> ObjectFeatures:
+        """The per-object features this classifier uses for ``image`` and its instance ``mask``."""
+        self._check_params()
+        plane = self._plane(image, axes)
+        mask = check_instance_mask(mask, plane.shape[:2])
+        samples = self._object_samples(plane, mask)
+        return ObjectFeatures(samples.ids, samples.features(), list(samples.names or []))
 
     # -- training ------------------------------------------------------------
     def fit(self, images: Any, masks: Any, object_labels: Any, *, axes: str | None = None) -> "ObjectClassifier":
@@ -113,62 +174,62 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
     def partial_fit(self, images: Any, masks: Any, object_labels: Any, *,
                     axes: str | None = None) -> "ObjectClassifier":
         """Add labelled objects of more images and retrain on everything labelled so far."""
-        images, masks = ensure_sequence(images), ensure_sequence(masks)
+        self._check_params()
+        images, masks = ensure_sequence(images, "images"), ensure_sequence(masks, "masks")
         object_labels = [object_labels] if isinstance(object_labels, (Mapping, np.ndarray)) else list(object_labels)
         if not len(images) == len(masks) == len(object_labels):
             raise InputError(
                 f"Got {len(images)} image(s), {len(masks)} mask(s) and {len(object_labels)} label set(s); "
                 "pass one mask and one label set per image.")
         self._start_partial_fit()
+        head = self._new_head()
         for img, mask, labs in progress_bar(list(zip(images, masks, object_labels)), self.progress,
                                             desc="object features"):
-            feats = self.object_features(img, mask, axes=axes)
-            mapping = self._label_mapping(labs, np.asarray(mask), feats.ids)
+            plane = self._plane(img, axes)
+            mask = check_instance_mask(mask, plane.shape[:2])
+            samples = self._object_samples(plane, mask)
+            mapping = label_mapping(labs, mask, samples.ids)
             if not mapping:
                 continue
             ids = np.array(sorted(mapping), np.int64)
-            rows = np.searchsorted(feats.ids, ids)
-            y = np.array([mapping[i] for i in ids], np.int64)
-            self._samples[len(self._samples)] = (feats.values[rows], y)
-            self.feature_names_ = feats.names
-        X_all, y_all = self._stacked_samples("object labels")
-        keep = sample_balanced(y_all, self.budget, random_state=self.random_state)
-        self._fit_forest(X_all[keep], y_all[keep], self._get_object_extractor().signature())
+            labelled = samples.subset(np.searchsorted(samples.ids, ids))
+            labelled.y = np.array([mapping[i] for i in ids], np.int64)
+            labelled.features()
+            key = len(self._samples)
+            self._samples[key] = labelled if head.needs_embeddings else labelled.without_embeddings()
+            self._record_intensity(key, plane)
+            self.feature_names_ = list(labelled.names or [])
+        if not self._samples:
+            check_classes_present(np.zeros(0, np.int64), what="object labels")
+        samples = ObjectSamples.concat(list(self._samples.values()))
+        check_classes_present(np.unique(samples.y), what="object labels")
+        keep = sample_balanced(samples.y, self.budget, random_state=self.random_state)
+        head.fit(samples.subset(keep))
+        self._finish_fit(head, self._current_signature())
         self.n_training_objects_ = int(len(keep))
         return self
-
-    @staticmethod
-    def _label_mapping(labels: Any, mask: np.ndarray, ids: np.ndarray) -> dict[int, int]:
-        if isinstance(labels, Mapping):
-            mapping = {int(k): int(v) for k, v in labels.items() if int(v) != 0}
-            unknown = sorted(set(mapping) - set(ids.tolist()))
-            if unknown:
-                raise InputError(
-                    f"Object labels name id(s) {unknown[:5]} that are not in the instance mask; "
-                    "label only objects present in the mask.")
-            bad = [v for v in mapping.values() if v < 0]
-            if bad:
-                raise InputError(f"Object classes must be positive integers; got {bad[:5]}.")
-            return mapping
-        class_image = check_labels(labels, mask.shape, name="class image")
-        return majority_vote(mask, class_image)
 
     # -- prediction ----------------------------------------------------------
     def predict_proba(self, image: Any, mask: Any, *, axes: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, probabilities (n, K)) for every object in ``mask``."""
-        check_is_fitted(self, "forest_")
-        extractor = self._get_object_extractor()
-        feats = self.object_features(image, mask, axes=axes)
-        self._check_features(extractor, feats.values.shape[1])
-        if len(feats.ids) == 0:
-            return feats.ids, np.zeros((0, len(self.classes_)), np.float32)
-        return feats.ids, predict_proba_float32(self.forest_, feats.values)
+        check_is_fitted(self, "head_")
+        self._check_signature()
+        plane = self._plane(image, axes)
+        mask = check_instance_mask(mask, plane.shape[:2])
+        self._warn_intensity(plane)
+        samples = self._object_samples(plane, mask)
+        if len(samples) == 0:
+            return samples.ids, np.zeros((0, len(self.classes_)), np.float32)
+        if samples.features().shape[1] != self.n_features_in_ and not self.head_.needs_embeddings:
+            raise InputError(f"The input gives {samples.features().shape[1]} features per object but the classifier "
+                             f"was trained on {self.n_features_in_}; use images with the same channels as in training.")
+        return samples.ids, self.head_.predict_proba(samples)
 
     def predict(self, image: Any, mask: Any, *, axes: str | None = None) -> ObjectPrediction:
         """Class of every object, and the class image (objects painted with their class)."""
         ids, proba = self.predict_proba(image, mask, axes=axes)
         classes = self.classes_[np.argmax(proba, axis=1)] if len(ids) else np.zeros(0, self.classes_.dtype)
-        mask = np.asarray(mask).astype(np.int64)
+        mask = check_instance_mask(mask, np.shape(mask))
         present, inverse = np.unique(mask, return_inverse=True)  # a lookup table sized by the objects, not the ids
         lut = np.zeros(len(present), dtype=np.int64)
         lut[np.searchsorted(present, ids)] = classes
@@ -180,7 +241,7 @@ class ObjectClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         from vfm_features.evaluation.metrics import macro_f1
 
         pred = self.predict(image, mask, axes=axes)
-        truth = self._label_mapping(object_labels, np.asarray(mask), pred.ids)
+        truth = label_mapping(object_labels, np.asarray(mask), pred.ids)
         if not truth:
             raise InputError("No object of the mask is labelled; pass labels for at least one object.")
         ids = np.array(sorted(truth), np.int64)

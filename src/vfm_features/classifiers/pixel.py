@@ -1,27 +1,33 @@
-"""Pixel classification: a random forest on extractor features read at labelled pixels."""
+"""Pixel classification: a head (a random forest by default) on extractor features at labelled pixels."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 
-from vfm_features.features.source import build_extractor, content_key, embed_plane
 from vfm_features.errors import InputError
 from vfm_features.extractor import ensure_sequence
-from vfm_features.classifiers.base import ForestHeadMixin
-from vfm_features.heads.forest_predict import predict_proba_float32
-from vfm_features.geometry import Embedding, EmbeddingGeometry
+from vfm_features.features.sampling import sample_balanced, sample_pixels
+from vfm_features.features.upsample import resize_probabilities
+from vfm_features.hashing import content_hash
+from vfm_features.heads.base import PixelSamples
 from vfm_features.preprocess import to_planes
 from vfm_features.progress import progress_bar
-from vfm_features.features.sampling import sample_balanced, sample_pixels
-from vfm_features.features.upsample import get_upsampler
-from vfm_features.validation import check_is_fitted, check_labels
+from vfm_features.validation import (
+    check_classes_present,
+    check_int,
+    check_is_fitted,
+    check_labels,
+    check_shape_pair,
+    warn_if_instance_mask,
+)
+
+from .base import BaseClassifier
 
 
-class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
-    """Random-forest pixel classifier on the features of any registered extractor.
+class PixelClassifier(BaseClassifier):
+    """Pixel classifier on the features of any registered extractor, read by any upsampler, with any head.
 
     Training reads features only at the drawn labelled pixels (at most ``budget``,
     balanced over classes). Prediction runs in bands of ``band_rows`` rows, on
@@ -34,43 +40,62 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         Registered name such as ``"filters"`` or ``"sam:vit_b"``, or an instance.
     extractor_options : dict, optional
         Options passed to :func:`vfm_features.get_extractor`.
-    upsampler : str
-        How embedding features are read at pixels (``"bilinear"``).
+    upsampler : str or Upsampler
+        How embedding features are read at pixels (``"bilinear"``; see ``vfm-features list --upsamplers``).
+    upsampler_options : dict, optional
+        Options passed to :func:`vfm_features.get_upsampler`.
+    head : str or PixelHead
+        The classification head (``"rf"``: 64 trees of depth 10 on all cores; see
+        ``vfm-features list --heads``), or an instance.
+    head_options : dict, optional
+        Options of the head, e.g. ``{"n_estimators": 100}`` for ``rf``.
     budget : int or None
         Most labelled pixels used for training, balanced over classes (None: all).
     working_shape : (int, int) or None
         Prediction grid (for example ``(256, 256)``); None predicts every pixel.
-    n_estimators, max_depth, min_samples_leaf, n_jobs, random_state
-        Forest settings (default: 64 trees of depth 10 on all cores, see
-        :mod:`vfm_features.heads.forest_predict` and ``docs/performance.md``); ``random_state``
-        also seeds the pixel draw.
+    n_jobs, random_state
+        Threads and seed; passed to heads that take them (unless ``head_options``
+        sets them); ``random_state`` also seeds the pixel draw.
     cache : EmbeddingCache, str or None
         Embedding cache (or its path) so that retraining recomputes nothing.
     band_rows : int
         Rows of the prediction grid processed at once (bounds memory).
-    progress : bool
-        Show progress bars.
+    progress : bool or callable
+        Show progress bars (or call ``progress(done, total)``).
     """
 
+    _kind = "pixel"
+
     def __init__(self, extractor: Any = "filters", *, extractor_options: dict | None = None,
-                 upsampler: str = "bilinear", budget: int | None = 10_000,
-                 working_shape: tuple[int, int] | None = None, n_estimators: int = 64,
-                 max_depth: int | None = 10, min_samples_leaf: int = 1, n_jobs: int | None = -1,
+                 upsampler: Any = "bilinear", upsampler_options: dict | None = None, head: Any = "rf",
+                 head_options: dict | None = None, budget: int | None = 10_000,
+                 working_shape: tuple[int, int] | None = None, n_jobs: int | None = -1,
                  random_state: int | None = 0, cache: Any = None, band_rows: int = 64,
-                 progress: bool = False) -> None:
+                 progress: Any = False) -> None:
         self.extractor = extractor
         self.extractor_options = extractor_options
         self.upsampler = upsampler
+        self.upsampler_options = upsampler_options
+        self.head = head
+        self.head_options = head_options
         self.budget = budget
         self.working_shape = working_shape
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.min_samples_leaf = min_samples_leaf
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.cache = cache
         self.band_rows = band_rows
         self.progress = progress
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_shape_pair(self.working_shape, "working_shape")
+        check_int(self.band_rows, "band_rows", hint="rows of the prediction grid processed at once, e.g. 64")
+
+    def _check_extractor_kind(self, extractor: Any) -> None:
+        if getattr(extractor, "kind", "pixel") != "pixel":
+            raise InputError(
+                f"{extractor.name} computes per-object features; a PixelClassifier needs a pixel extractor "
+                "such as 'filters' or 'sam:vit_b' (use ObjectClassifier for object features).")
 
     # -- training ------------------------------------------------------------
     def fit(self, images: Any, labels: Any, *, axes: str | None = None) -> "PixelClassifier":
@@ -79,40 +104,47 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
         return self.partial_fit(images, labels, axes=axes)
 
     def partial_fit(self, images: Any, labels: Any, *, axes: str | None = None) -> "PixelClassifier":
-        """Add (or replace) labels of images and retrain on everything labelled so far.
-
-        Labels of an image seen before replace its earlier labels, so an
-        interactive tool can pass the whole, updated label image each time.
-        """
-        images, labels = ensure_sequence(images), ensure_sequence(labels)
+        """Add (or replace) the labels of some images and retrain on everything labelled so far."""
+        self._check_params()
+        images, labels = ensure_sequence(images, "images"), ensure_sequence(labels, "label images")
         if len(images) != len(labels):
-            raise InputError(f"Got {len(images)} image(s) but {len(labels)} label image(s); pass one label image per image.")
+            raise InputError(f"Got {len(images)} image(s) but {len(labels)} label image(s); pass one label "
+                             "image per image.")
         self._start_partial_fit()
-        extractor = self._get_extractor()
-        up = get_upsampler(self.upsampler)
+        extractor, upsampler = self._components()
+        head = self._new_head()
         pairs = _merge_same_images(
-            [(p, l) for img, lab in zip(images, labels) for p, l in _planes_with_labels(img, lab, axes)])
+            [(p, lab) for img, labs in zip(images, labels) for p, lab in _planes_with_labels(img, labs, axes)])
         for key, (plane, lab) in progress_bar(list(pairs.items()), self.progress, desc="features at labels"):
             if not lab.any():
                 self._samples.pop(key, None)
+                self._intensities.pop(key, None)
                 continue
+            warn_if_instance_mask(lab)
             _, coords, y = sample_pixels(lab, self.budget, random_state=self.random_state)
-            emb = embed_plane(extractor, plane, self.cache, self._memo())
-            X = up.sparse(emb, coords)
-            self._samples[key] = (X, y)
-        X, y = self._stacked_samples("labels")
-        keep = sample_balanced(y, self.budget, random_state=self.random_state)
-        self._fit_forest(X[keep], y[keep], extractor.signature())
+            samples = PixelSamples([self._embed(extractor, plane)], [plane], np.zeros(len(y), np.int64), coords,
+                                   upsampler, y)
+            samples.features()
+            self._samples[key] = samples if head.needs_embeddings else samples.without_embeddings()
+            self._record_intensity(key, plane)
+        if not self._samples:
+            check_classes_present(np.zeros(0, np.int64), what="labels")
+        samples = PixelSamples.concat(list(self._samples.values()))
+        check_classes_present(np.unique(samples.y), what="labels")
+        keep = sample_balanced(samples.y, self.budget, random_state=self.random_state)
+        head.fit(samples.subset(keep))
+        self._finish_fit(head, self._current_signature())
         self.n_training_pixels_ = int(len(keep))
         return self
 
     # -- prediction ----------------------------------------------------------
     def predict_proba(self, image: Any, *, axes: str | None = None) -> np.ndarray:
         """Class probabilities with shape (K, H, W) for a 2D image, (..., K, H, W) for a stack."""
-        check_is_fitted(self, "forest_")
-        extractor = self._get_extractor()
+        check_is_fitted(self, "head_")
+        self._check_signature()
         planes, stack = to_planes(image, axes)
-        out = [self._predict_plane(extractor, p) for p in progress_bar(planes, self.progress and len(planes) > 1, desc="predict")]
+        out = [self.predict_proba_plane(p) for p in
+               progress_bar(planes, self.progress if len(planes) > 1 else False, desc="predict")]
         arr = np.stack(out)
         return arr.reshape(stack + arr.shape[1:]) if stack else arr[0]
 
@@ -131,42 +163,44 @@ class PixelClassifier(ForestHeadMixin, ClassifierMixin, BaseEstimator):
             raise InputError(f"labels have shape {labels.shape} but the prediction is {pred.shape}.")
         return macro_f1(labels, pred)
 
-    def _predict_plane(self, extractor, plane: np.ndarray) -> np.ndarray:
-        emb = embed_plane(extractor, plane, self.cache, self._memo())
-        self._check_features(extractor, emb.n_features)
-        H, W = plane.shape[:2]
-        grid = tuple(self.working_shape) if self.working_shape else (H, W)
-        grid = (min(grid[0], H), min(grid[1], W))
-        up = get_upsampler(self.upsampler)
-        K = len(self.classes_)
-        proba = np.empty((K,) + grid, np.float32)
-        for r0 in range(0, grid[0], self.band_rows):
-            rows = slice(r0, min(grid[0], r0 + self.band_rows))
-            feats = up.dense(emb, grid, rows=rows)
-            X = feats.reshape(feats.shape[0], -1).T
-            proba[:, rows] = predict_proba_float32(self.forest_, X).T.reshape(K, -1, grid[1])
-        if grid != (H, W):
-            coarse = Embedding(proba, EmbeddingGeometry((H, W), step=(H / grid[0], W / grid[1])))
-            proba = up.dense(coarse, (H, W))
-        return proba
+    def predict_proba_plane(self, plane: np.ndarray, *, region: Any = None,
+                            grid: tuple[int, int] | None = None) -> np.ndarray:
+        """(K, H, W) probabilities of a validated (Y, X, C) plane (``region`` of it, on ``grid``).
 
-    # -- extractor bookkeeping -----------------------------------------------
-    def _get_extractor(self):
-        if getattr(self, "extractor_", None) is None:
-            extractor = build_extractor(self.extractor, self.extractor_options)
-            if getattr(extractor, "kind", "pixel") != "pixel":
-                raise InputError(
-                    f"{extractor.name} computes per-object features; a PixelClassifier needs a pixel extractor "
-                    "such as 'filters' or 'sam:vit_b' (use ObjectClassifier for object features).")
-            self.extractor_ = extractor
-        return self.extractor_
+        ``grid`` defaults to ``working_shape`` (clipped to the plane); ``region``
+        = (row slice, column slice) of the grid limits the output, which is then
+        not resized back to the plane (block prediction reads it as it is).
+        """
+        check_is_fitted(self, "head_")
+        extractor, upsampler = self._components()
+        self._warn_intensity(plane)
+        emb = self._embed(extractor, plane)
+        if upsampler.n_features(emb) != self.n_features_in_:
+            raise InputError(
+                f"The input gives {upsampler.n_features(emb)} features but the classifier was trained on "
+                f"{self.n_features_in_}; use images with the same channels as in training.")
+        H, W = plane.shape[:2]
+        if grid is None:
+            grid = tuple(self.working_shape) if self.working_shape else (H, W)
+            grid = (min(grid[0], H), min(grid[1], W))
+        rows_all, cols = (slice(0, grid[0]), slice(0, grid[1])) if region is None else region
+        r0, r1 = rows_all.indices(grid[0])[:2]
+        c0, c1 = cols.indices(grid[1])[:2]
+        proba = np.empty((len(self.classes_), r1 - r0, c1 - c0), np.float32)
+        for start in range(r0, r1, self.band_rows):
+            rows = slice(start, min(r1, start + self.band_rows))
+            proba[:, rows.start - r0:rows.stop - r0] = self.head_.predict_proba_dense(
+                emb, plane, upsampler, grid, (rows, slice(c0, c1)))
+        if region is None and grid != (H, W):
+            proba = resize_probabilities(proba, (H, W))
+        return proba
 
 
 def _merge_same_images(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Key each plane by content; labels of the same plane given twice are merged (later ones win)."""
     merged: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for plane, lab in pairs:
-        key = content_key(plane)
+        key = content_hash(plane)
         if key in merged:
             lab = np.where(lab > 0, lab, merged[key][1])
         merged[key] = (plane, lab)
@@ -182,6 +216,4 @@ def _planes_with_labels(image: Any, labels: Any, axes: str | None) -> list[tuple
             f"labels have shape {lab.shape} but the image has planes of {plane_shape}"
             f"{' in a stack of ' + str(stack) if stack else ''}; labels must have shape {tuple(stack) + plane_shape}.")
     lab = lab.reshape((-1,) + plane_shape)
-    return [(p, check_labels(l, plane_shape)) for p, l in zip(planes, lab)]
-
-
+    return [(p, check_labels(lab_i, plane_shape)) for p, lab_i in zip(planes, lab)]

@@ -6,9 +6,12 @@ over classes) and scored with macro-F1 on every labelled sample of the held-out
 fold. See :mod:`vfm_features.evaluation.protocol` for the splits and ``docs/evaluation.md``
 for the whole protocol, the CSV columns and how to read the plot.
 
-Features are computed once per image and extractor, and only where they are
-needed: at the labelled pixels kept for the pixel task (at most
-``pixels_per_image`` per image, drawn uniformly) and per object for the object task.
+Heads are trained through the head seam (:mod:`vfm_features.heads.base`): each
+extractor's labelled pixels or objects become one :class:`PixelSamples` /
+:class:`ObjectSamples`, whose feature rows are read once, only where labels are
+(at most ``pixels_per_image`` labelled pixels per image, drawn uniformly, and
+every labelled object), and every fold trains a fresh head on a subset of them.
+A head that reads embeddings (a probe) gets them from the same samples.
 """
 
 from __future__ import annotations
@@ -20,11 +23,23 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from vfm_features.evaluation.datasets import Dataset
 from vfm_features.errors import InputError
-from vfm_features.evaluation.heads_registry_old import get_head
+from vfm_features.evaluation.datasets import Dataset
 from vfm_features.evaluation.metrics import macro_f1
-from vfm_features.evaluation.protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol, assign_folds, check_budgets, training_draw
+from vfm_features.evaluation.protocol import (
+    OBJECT_BUDGETS,
+    PIXEL_BUDGETS,
+    Protocol,
+    assign_folds,
+    check_budgets,
+    training_draw,
+)
+from vfm_features.extractor import accepted_options
+from vfm_features.features.aggregate import DEFAULT_STATS, Aggregator
+from vfm_features.features.source import build_extractor, embed_plane
+from vfm_features.heads.base import ObjectSamples, PixelSamples
+from vfm_features.preprocess import to_planes
+from vfm_features.registry import default_registry, get_upsampler
 
 TASKS = ("pixels", "objects")
 
@@ -62,7 +77,7 @@ class Samples:
     y: np.ndarray  # (n,) class
     coords: np.ndarray | None = None  # pixels: (n, 2) (y, x)
     ids: np.ndarray | None = None  # objects: (n,) instance id
-    features: dict[str, np.ndarray] = field(default_factory=dict)  # extractor -> (n, F) float32
+    features: dict[str, Any] = field(default_factory=dict)  # extractor -> PixelSamples / ObjectSamples
 
 
 @dataclass
@@ -131,47 +146,47 @@ def object_samples(dataset: Dataset) -> Samples:
     return s
 
 
-def _object_defaults() -> dict[str, Any]:
-    from vfm_features.classifiers.object import ObjectClassifier
-
-    params = ObjectClassifier().get_params()
-    return {"stats": tuple(params["stats"]), "include_area": params["include_area"], "upsampler": params["upsampler"]}
-
-
 def compute_features(name: str, options: dict | None, dataset: Dataset, samples: Sequence[Samples], *,
-                     cache: Any = None, log: Callable[[str], Any] | None = None) -> None:
-    """Fill ``samples[*].features[name]``: one embedding per image, read at pixels and per object."""
-    from vfm_features.features.source import build_extractor, embed_plane
-    from vfm_features.features.aggregate import aggregate_embedding
-    from vfm_features.preprocess import to_planes
+                     cache: Any = None, upsampler: Any = "bilinear", upsampler_options: dict | None = None,
+                     keep_embeddings: bool = False, log: Callable[[str], Any] | None = None) -> None:
+    """Fill ``samples[*].features[name]`` with head samples: one embedding per image, read at pixels and per object.
 
+    Object features of a pixel extractor are the mean of the upsampled embedding
+    over each mask plus its area, as ``ObjectClassifier`` computes them by default.
+    ``keep_embeddings`` keeps embeddings and images for heads that read them.
+    """
     extractor = build_extractor(name, options)
     is_object = getattr(extractor, "kind", "pixel") == "object"
-    parts: dict[str, list[np.ndarray]] = {s.task: [] for s in samples}
-    agg = _object_defaults()
+    up = None if is_object else get_upsampler(upsampler, **(upsampler_options or {}))
+    parts: dict[str, list[Any]] = {s.task: [] for s in samples}
     t0 = time.perf_counter()
     for i, image in enumerate(dataset.images):
-        emb = None
-        if not is_object:
-            planes, stack = to_planes(image, dataset.axes)
-            if stack:
-                raise InputError(f"{dataset.names[i]} is a stack {stack}; evaluation takes 2D images.")
-            emb = embed_plane(extractor, planes[0], cache)
+        planes, stack = to_planes(image, dataset.axes)
+        if stack:
+            raise InputError(f"{dataset.names[i]} is a stack {stack}; evaluation takes 2D images.")
+        plane = planes[0]
+        emb = None if is_object else embed_plane(extractor, plane, cache)
         for s in samples:
             mine = s.image_index == i
             if s.task == "pixels":
-                parts["pixels"].append(extractor.features_at(emb, s.coords[mine]).astype(np.float32, copy=False))
-                continue
-            mask = dataset.instances[i]
-            if is_object:
-                feats = extractor.object_features(image, mask, axes=dataset.axes)
+                part = PixelSamples([emb], [plane], np.zeros(int(mine.sum()), np.int64), s.coords[mine], up,
+                                    s.y[mine])
             else:
-                feats = aggregate_embedding(emb, mask, stats=agg["stats"], include_area=agg["include_area"],
-                                            upsampler=agg["upsampler"])
-            rows = np.searchsorted(feats.ids, s.ids[mine])
-            parts["objects"].append(feats.values[rows].astype(np.float32, copy=False))
+                mask = dataset.instances[i]
+                ids = s.ids[mine]
+                if is_object:
+                    feats = extractor.object_features(plane, mask, axes="YXC")
+                    part = ObjectSamples(np.zeros(len(ids), np.int64), ids, s.y[mine], object_features=[feats])
+                else:
+                    part = ObjectSamples(np.zeros(len(ids), np.int64), ids, s.y[mine], embeddings=[emb],
+                                         images=[plane], masks=[mask], aggregator=Aggregator(DEFAULT_STATS, True),
+                                         upsampler=up)
+            part.features()
+            parts[s.task].append(part if keep_embeddings else part.without_embeddings())
     for s in samples:
-        s.features[name] = np.concatenate(parts[s.task])
+        merged = (PixelSamples if s.task == "pixels" else ObjectSamples).concat(parts[s.task])
+        # keep the task's sample order (image by image, as the protocol indexes them)
+        s.features[name] = merged
     if log:
         log(f"features {name}: {time.perf_counter() - t0:.1f} s for {len(dataset)} image(s)")
 
@@ -204,9 +219,9 @@ def run_protocol(samples: Samples, budgets: Sequence[int | None], heads: Sequenc
                 if budget is not None and budget > len(train):
                     pool, n = too_big.get(budget, (len(train), 0))
                     too_big[budget] = (min(pool, len(train)), n + 1)
-                for extractor, X in samples.features.items():
+                for extractor, data in samples.features.items():
                     for head_name in heads:
-                        rows.append(_train_and_score(samples.task, extractor, head_name, budget, X, samples.y,
+                        rows.append(_train_and_score(samples.task, extractor, head_name, budget, data, samples.y,
                                                      draw, test, y_test, repeat, fold, mode, protocol, n_jobs))
         if log:
             done = [r for r in rows if r.repeat == repeat]
@@ -217,22 +232,33 @@ def run_protocol(samples: Samples, budgets: Sequence[int | None], heads: Sequenc
     return rows
 
 
-def _train_and_score(task, extractor, head_name, budget, X, y, draw, test, y_test, repeat, fold, mode,
+def new_head(name: str, task: str, *, random_state: int | None = None, n_jobs: int | None = None) -> Any:
+    """A fresh head ``name`` for ``task`` ('pixels' or 'objects'); seed and threads go to heads that take them."""
+    registry = default_registry()
+    kind = "pixel" if task == "pixels" else "object"
+    spec = registry.head_spec(name, kind)
+    accepted = accepted_options(spec.load_factory(), spec.options)
+    extra = {k: v for k, v in (("random_state", random_state), ("n_jobs", n_jobs)) if k in accepted}
+    return registry.get_head(name, kind, **extra)
+
+
+def _train_and_score(task, extractor, head_name, budget, data, y, draw, test, y_test, repeat, fold, mode,
                      protocol, n_jobs) -> EvalRow:
     seed = int(protocol.rng(repeat, fold, 2).integers(2**31))
     row = EvalRow(task=task, extractor=extractor, head=head_name, budget=budget, n_train=int(len(draw)),
-                  n_test=int(len(test)), repeat=repeat, fold=fold, split=mode, n_features=int(X.shape[1]),
-                  n_classes_test=int(len(np.unique(y_test))), macro_f1=float("nan"), train_s=float("nan"),
-                  predict_s=float("nan"))
+                  n_test=int(len(test)), repeat=repeat, fold=fold, split=mode,
+                  n_features=int(data.features().shape[1]), n_classes_test=int(len(np.unique(y_test))),
+                  macro_f1=float("nan"), train_s=float("nan"), predict_s=float("nan"))
     if len(np.unique(y[draw])) < 2 or len(test) == 0:
         warnings.warn(f"{task} repeat {repeat} fold {fold}: the training draw holds fewer than two classes "
                       "(or the test fold is empty); macro-F1 is NaN for this fold.", UserWarning, stacklevel=3)
         return row
-    head = get_head(head_name, task=task, random_state=seed, n_jobs=n_jobs)
+    head = new_head(head_name, task, random_state=seed, n_jobs=n_jobs)
     t0 = time.perf_counter()
-    head.fit(X[draw], y[draw])
+    head.fit(data.subset(draw))
     t1 = time.perf_counter()
-    pred = head.predict(X[test])
+    proba = head.predict_proba(data.subset(test))
+    pred = np.asarray(head.classes_)[np.argmax(proba, axis=1)]
     t2 = time.perf_counter()
     row.macro_f1 = macro_f1(y_test, pred, ignore=None)
     row.train_s, row.predict_s = t1 - t0, t2 - t1
@@ -252,8 +278,8 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
              pixel_budgets: Sequence[int | None] = PIXEL_BUDGETS,
              object_budgets: Sequence[int | None] = OBJECT_BUDGETS, protocol: Protocol | None = None,
              pixels_per_image: int | None = 100_000, extractor_options: dict[str, dict] | None = None,
-             n_jobs: int | None = -1, cache: Any = None,
-             log: Callable[[str], Any] | None = None) -> Evaluation:
+             n_jobs: int | None = -1, cache: Any = None, upsampler: Any = "bilinear",
+             upsampler_options: dict | None = None, log: Callable[[str], Any] | None = None) -> Evaluation:
     """Macro-F1 against label budget for every extractor x head on ``dataset``.
 
     Parameters
@@ -263,7 +289,8 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
     extractors : names of registered extractors. Pixel extractors serve both tasks
         (objects get the mean of the embedding over their mask, as ``ObjectClassifier``
         does); object extractors such as ``regionprops`` serve the object task only.
-    heads : names from :func:`vfm_features.evaluation.heads_registry_old.list_heads`.
+    heads : registered head names (:func:`vfm_features.list_heads`), for both tasks.
+    upsampler, upsampler_options : how pixel extractors' embeddings are read (default bilinear).
     tasks : 'pixels' and/or 'objects'; default: every task the dataset has labels for.
     pixel_budgets, object_budgets : labels used for training (None = all); a budget
         above what the training folds hold uses all of them and warns (:class:`BudgetWarning`).
@@ -284,8 +311,11 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
             raise InputError(f"The {task} task needs {need} in {dataset.source or 'the dataset'}.")
     if not tasks:
         raise InputError("The dataset has no labels for any task.")
-    for head in heads:
-        get_head(head)  # unknown names fail before any feature is computed
+    for head in heads:  # unknown names fail before any feature is computed
+        for task in tasks:
+            default_registry().head_spec(head, "pixel" if task == "pixels" else "object")
+    keep = any(default_registry().head_spec(h, "pixel" if t == "pixels" else "object").load_factory().needs_embeddings
+               for h in heads for t in tasks)
     budgets = {"pixels": check_budgets(pixel_budgets, "pixel"), "objects": check_budgets(object_budgets, "object")}
     options = extractor_options or {}
     kinds = {name: _extractor_kind(name) for name in extractors}
@@ -299,7 +329,8 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
         if not wanted:
             raise InputError(f"{name!r} is an object extractor and serves only the objects task; "
                              f"this run has tasks {list(tasks)}.")
-        compute_features(name, options.get(name), dataset, wanted, cache=cache, log=log)
+        compute_features(name, options.get(name), dataset, wanted, cache=cache, upsampler=upsampler,
+                         upsampler_options=upsampler_options, keep_embeddings=keep, log=log)
     rows: list[EvalRow] = []
     for task, s in samples.items():
         if not s.features:

@@ -24,6 +24,7 @@ import numpy as np
 
 from vfm_features.errors import InputError
 from vfm_features.features.sampling import sample_balanced
+from vfm_features.validation import check_budget
 
 PIXEL_BUDGETS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)
 OBJECT_BUDGETS = (25, 50, 100, 200, 500, 1_000, 2_000, 5_000, None)  # None = all labelled objects
@@ -117,10 +118,7 @@ def check_budgets(budgets: Sequence[int | None], what: str) -> list[int | None]:
     """Positive whole numbers (None = all), sorted with None last, duplicates removed."""
     out: list[int | None] = []
     for b in budgets:
-        if b is not None and (int(b) != b or b < 1):
-            raise InputError(f"{what} budgets must be positive whole numbers (or 'all'); got {b!r}.")
-        if b is not None:
-            b = int(b)
+        b = check_budget(b, f"{what} budget")
         if b not in out:
             out.append(b)
     if not out:

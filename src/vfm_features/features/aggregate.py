@@ -7,36 +7,50 @@ are grouped by object id with one sort, and ``np.add.reduceat`` /
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from vfm_features.errors import InputError
-from vfm_features.extractor import FeatureExtractor, ObjectFeatureExtractor, ObjectFeatures
+from vfm_features.extractor import ObjectFeatures
 from vfm_features.geometry import Embedding
-from vfm_features.features.upsample import get_upsampler
-from vfm_features.validation import check_instance_mask
+from vfm_features.registry import get_upsampler
+from vfm_features.validation import STATS, check_instance_mask, check_stats
 
-STATS = ("mean", "std", "min", "max")
-
-
-def _check_stats(stats: Sequence[str]) -> tuple[str, ...]:
-    stats = tuple(stats)
-    bad = [s for s in stats if s not in STATS]
-    if bad or not stats:
-        raise InputError(f"stats={list(stats)} is not valid; choose one or more of {STATS}.")
-    return stats
+DEFAULT_STATS = ("mean",)
 
 
-def aggregate_embedding(embedding: Embedding, mask: np.ndarray, *, stats: Sequence[str] = ("mean",),
-                        include_area: bool = True, upsampler: Any = "bilinear",
+@dataclass(frozen=True)
+class Aggregator:
+    """Per-object features from an embedding: ``stats`` of the upsampled features over each mask, plus its area."""
+
+    stats: tuple[str, ...] = DEFAULT_STATS
+    include_area: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stats", check_stats(self.stats))
+
+    def __call__(self, embedding: Embedding, image: np.ndarray | None, mask: np.ndarray,
+                 upsampler: Any = "bilinear") -> ObjectFeatures:
+        return aggregate_embedding(embedding, mask, stats=self.stats, include_area=self.include_area,
+                                   upsampler=upsampler, image=image)
+
+    def signature(self) -> dict[str, Any]:
+        return {"stats": list(self.stats), "include_area": bool(self.include_area)}
+
+
+def aggregate_embedding(embedding: Embedding, mask: np.ndarray, *, stats: Sequence[str] = DEFAULT_STATS,
+                        include_area: bool = True, upsampler: Any = "bilinear", image: np.ndarray | None = None,
                         band_rows: int = 128) -> ObjectFeatures:
-    """Mean (and optionally std/min/max) of the upsampled features over each object, plus its area."""
-    stats = _check_stats(stats)
+    """Mean (and optionally std/min/max) of the upsampled features over each object, plus its area.
+
+    ``image`` is the plane the embedding came from (image-guided upsamplers read it).
+    """
+    stats = check_stats(stats)
     mask = check_instance_mask(mask, embedding.image_shape)
     up = get_upsampler(upsampler)
     ids, areas = np.unique(mask[mask > 0], return_counts=True)
-    C = embedding.n_features
+    C = up.n_features(embedding)
     n = len(ids)
     s1 = np.zeros((n, C), np.float64)
     s2 = np.zeros((n, C), np.float64) if "std" in stats else None
@@ -49,7 +63,7 @@ def aggregate_embedding(embedding: Embedding, mask: np.ndarray, *, stats: Sequen
         sel = m > 0
         if not sel.any():
             continue
-        feats = up.dense(embedding, rows=rows)  # (C, r, W)
+        feats = up.dense(embedding, image, None, (rows, slice(None)))  # (C, r, W)
         lab = m[sel]
         vals = feats[:, sel].T  # (npix, C)
         order = np.argsort(lab, kind="stable")
@@ -81,30 +95,3 @@ def aggregate_embedding(embedding: Embedding, mask: np.ndarray, *, stats: Sequen
         names.append("area")
     values = np.concatenate(blocks, axis=1).astype(np.float32) if n else np.zeros((0, len(names)), np.float32)
     return ObjectFeatures(ids=ids.astype(np.int64), values=values, names=names)
-
-
-class EmbeddingObjectFeatures(ObjectFeatureExtractor):
-    """Adapts a pixel :class:`FeatureExtractor` to the object interface by aggregation."""
-
-    def __init__(self, extractor: FeatureExtractor, *, stats: Sequence[str] = ("mean",),
-                 include_area: bool = True, upsampler: Any = "bilinear", embed=None) -> None:
-        super().__init__(extractor.spec, stats=list(_check_stats(stats)), include_area=include_area,
-                         upsampler=getattr(upsampler, "name", upsampler))
-        self.extractor = extractor
-        self._upsampler = upsampler
-        self._embed = embed or extractor.embed_plane
-
-    def signature(self) -> dict[str, Any]:
-        sig = dict(self.extractor.signature())
-        sig["aggregation"] = {k: v for k, v in self.options.items()}
-        return sig
-
-    def object_features(self, image: Any, mask: np.ndarray, *, axes: str | None = None) -> ObjectFeatures:
-        from vfm_features.preprocess import to_planes
-
-        planes, stack = to_planes(image, axes)
-        if stack:
-            raise InputError("Object features take one 2D image; loop over the planes of a stack.")
-        emb = self._embed(planes[0])
-        return aggregate_embedding(emb, mask, stats=self.options["stats"],
-                                   include_area=self.options["include_area"], upsampler=self._upsampler)

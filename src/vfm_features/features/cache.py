@@ -2,16 +2,19 @@
 
 Layout of a cache directory::
 
-    <path>/zarr.json                  root group, attrs {"vfm_features_cache": {"format": 1}}
+    <path>/zarr.json                  root group, attrs {"vfm_features_cache": {"format": 2}}
     <path>/<key>/zarr.json            one entry per embedded plane: attrs hold the signature,
     <path>/<key>/data/...             the geometry and, written last, the completion marker;
                                       ``data`` is the (C, h, w) embedding, chunked in channel
                                       blocks and spatial tiles so it can be read tile by tile
     <path>/.tmp-<key>-<uuid>/         an entry being written (ignored, removed by ``clear()``)
 
-``<key>`` is a 128-bit hash (hex) of the plane's content, shape and dtype, the
-extractor's :meth:`~vfm_features.FeatureExtractor.signature` (name, options,
-weights hash), the tiling in effect, the stored dtype and the library version.
+``<key>`` is a 128-bit BLAKE2b hash (hex) of the plane's content, shape and dtype,
+the extractor's :meth:`~vfm_features.FeatureExtractor.signature` (name, options,
+weights hash, plugin and its version), the tiling in effect, the stored dtype and
+the library version; it depends on nothing that is installed or not. A cache
+written by an older format is reported once when opened (its entries cannot be
+reused; :meth:`EmbeddingCache.clear` removes them) and then upgraded.
 An entry is written under a temporary name and renamed into place, so a reader
 never sees half an entry. On a hit the stored signature, shape and a checksum of
 the data are checked; an entry that fails any check is reported with a
@@ -22,7 +25,6 @@ zarr is an optional dependency: ``pip install 'vfm-features[cache]'``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,21 +32,19 @@ import shutil
 import uuid
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from vfm_features._version import __version__
 from vfm_features.errors import InputError
-from vfm_features.extractor import _jsonable
+from vfm_features.hashing import HASH_NAME, content_hash, jsonable as _jsonable
 from vfm_features.geometry import Embedding, EmbeddingGeometry
 from vfm_features.preprocess import to_planes
 from vfm_features.features.tiling import tiling_for
 
-if TYPE_CHECKING:  # pragma: no cover
-    from vfm_features.extractor import FeatureExtractor
-
-FORMAT = 1
+FeatureExtractor = Any  # any object with the extractor interface (name, signature, embed_plane)
+FORMAT = 2  # 2: keys and checksums are BLAKE2b whatever is installed; signatures carry plugin provenance
 _ROOT_ATTR = "vfm_features_cache"
 _ENTRY_ATTR = "vfm_features"
 _COMPLETE_ATTR = "vfm_features_complete"
@@ -72,20 +72,9 @@ def _zarr() -> Any:
     return zarr
 
 
-def _new_hash() -> tuple[str, Any]:
-    """xxh3_128 if xxhash is installed (fast), else blake2b with a 128-bit digest."""
-    try:
-        import xxhash
-    except ImportError:
-        return "blake2b-128", hashlib.blake2b(digest_size=16)
-    return "xxh3_128", xxhash.xxh3_128()
-
-
 def hash_array(array: np.ndarray) -> str:
-    """``"<algorithm>:<hex>"`` digest of an array's bytes (C order)."""
-    name, h = _new_hash()
-    h.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-    return f"{name}:{h.hexdigest()}"
+    """``"blake2b-128:<hex>"`` digest of an array's bytes (C order), with its shape and dtype."""
+    return f"{HASH_NAME}:{content_hash(np.ascontiguousarray(array))}"
 
 
 def _as_plane(plane: Any) -> np.ndarray:
@@ -156,9 +145,7 @@ class EmbeddingCache:
 
     @staticmethod
     def _key(signature: dict[str, Any]) -> str:
-        _, h = _new_hash()
-        h.update(json.dumps(signature, sort_keys=True, separators=(",", ":")).encode())
-        return h.hexdigest()
+        return content_hash(signature)
 
     # -- embedding -------------------------------------------------------------------------
     def embed(self, extractor: FeatureExtractor, image: Any, *, axes: str | None = None) -> Embedding:
@@ -230,23 +217,39 @@ class EmbeddingCache:
         zarr = self._zarr
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"EmbeddingCache path {str(self.path)!r} is a file; give a directory.")
-        if self.path.is_dir() and any(self.path.iterdir()):
-            try:
-                attrs = zarr.open_group(str(self.path), mode="r").attrs.asdict()
-            except Exception:  # noqa: BLE001 - not a zarr group at all
-                attrs = {}
-            if _ROOT_ATTR not in attrs:
-                raise InputError(
-                    f"{str(self.path)!r} is not empty and not an embedding cache; "
-                    "give a new or empty directory (clear() deletes entries there).")
-            fmt = attrs[_ROOT_ATTR].get("format")
-            if fmt != FORMAT:
-                raise InputError(
-                    f"{str(self.path)!r} holds an embedding cache of format {fmt}; this version reads "
-                    f"format {FORMAT}. Use another directory or delete this one.")
-            return
-        root = zarr.open_group(str(self.path), mode="a")
-        root.attrs[_ROOT_ATTR] = {"format": FORMAT, "library": __version__}
+        try:
+            if self.path.is_dir() and any(self.path.iterdir()):
+                try:
+                    attrs = zarr.open_group(str(self.path), mode="r").attrs.asdict()
+                except PermissionError:
+                    raise
+                except Exception:  # noqa: BLE001 - not a zarr group at all
+                    attrs = {}
+                if _ROOT_ATTR not in attrs:
+                    raise InputError(
+                        f"{str(self.path)!r} is not empty and not an embedding cache; "
+                        "give a new or empty directory (clear() deletes entries there).")
+                fmt = attrs[_ROOT_ATTR].get("format")
+                if not isinstance(fmt, int) or fmt > FORMAT:
+                    raise InputError(
+                        f"{str(self.path)!r} holds an embedding cache of format {fmt!r}, newer than this version "
+                        f"reads ({FORMAT}). Upgrade vfm-features or use another directory.")
+                if fmt < FORMAT:
+                    old = sum(1 for c in self.path.iterdir() if _KEY.match(c.name))
+                    warnings.warn(
+                        f"Embedding cache {str(self.path)!r} was written by vfm-features "
+                        f"{attrs[_ROOT_ATTR].get('library', '?')} in format {fmt}, whose keys are computed "
+                        f"differently: its {old} entries cannot be reused and are recomputed as needed. "
+                        "EmbeddingCache.clear() deletes them. (This warning is shown once.)", CacheWarning,
+                        stacklevel=3)
+                    root = zarr.open_group(str(self.path), mode="a")
+                    root.attrs[_ROOT_ATTR] = {"format": FORMAT, "library": __version__, "upgraded_from": fmt}
+                return
+            root = zarr.open_group(str(self.path), mode="a")
+            root.attrs[_ROOT_ATTR] = {"format": FORMAT, "library": __version__}
+        except PermissionError as exc:
+            raise InputError(f"Cannot open the embedding cache {str(self.path)!r}: permission denied "
+                             f"({exc.filename or self.path}). Choose a folder you can write to.") from None
 
     def _is_complete(self, entry: Path) -> bool:
         try:

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from vfm_features.errors import InputError
+from vfm_features.validation import check_budget
 
 
 def class_quotas(counts: np.ndarray, budget: int) -> np.ndarray:
@@ -39,17 +40,9 @@ def class_quotas(counts: np.ndarray, budget: int) -> np.ndarray:
     return quotas
 
 
-def _check_budget(budget: int | None) -> int | None:
-    if budget is None:
-        return None
-    if int(budget) != budget or budget < 1:
-        raise InputError(f"budget must be a positive integer or None (all labels); got {budget!r}.")
-    return int(budget)
-
-
 def sample_balanced(y: np.ndarray, budget: int | None, *, random_state=None) -> np.ndarray:
     """Indices into ``y`` (class per sample) drawn to ``budget`` with equal shares per class."""
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     y = np.asarray(y)
     if budget is None or budget >= len(y):
         return np.arange(len(y))

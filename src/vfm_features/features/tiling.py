@@ -27,15 +27,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from vfm_features.errors import InputError, PluginValidationError
 from vfm_features.geometry import Embedding, EmbeddingGeometry
-
-if TYPE_CHECKING:  # pragma: no cover
-    from vfm_features.extractor import FeatureExtractor
 
 Progress = Callable[[int, int], Any]
 EdgeMode = Literal["shrink", "pad"]
@@ -160,7 +157,7 @@ def plan_tiles(image_shape: Sequence[int], tiling: Tiling, cell: int | Sequence[
     return tiles
 
 
-def tiling_for(extractor: FeatureExtractor) -> Tiling | None:
+def tiling_for(extractor: Any) -> Tiling | None:
     """The tiling an extractor's options ask for (``tile_shape``, optional ``halo``), or None.
 
     Without a ``halo`` option the extractor's own ``halo`` (which may depend on
@@ -197,37 +194,37 @@ def _read_tile(plane: np.ndarray, tile: Tile) -> np.ndarray:
     return np.ascontiguousarray(data)
 
 
-def _embed_tile(extractor: FeatureExtractor, plane: np.ndarray, tile: Tile,
-                embedded: dict[int, Embedding] | None = None) -> Embedding:
-    emb = embedded.pop(tile.index, None) if embedded else None
-    if emb is None:
-        emb = extractor._embed_plane(_read_tile(plane, tile))
-    if tuple(emb.geometry.image_shape) != tuple(tile.shape):
-        raise PluginValidationError(
-            f"Extractor {extractor.name!r} returned an embedding for image_shape {emb.geometry.image_shape} "
-            f"from a tile of shape {tile.shape}; the geometry must map onto the plane it was given.")
-    if tuple(emb.geometry.origin) != (0.0, 0.0):
-        raise PluginValidationError(
-            f"Extractor {extractor.name!r} returned an embedding with origin {emb.geometry.origin}; "
-            "tiling needs origin (0, 0) (crop model padding before making the Embedding).")
-    return emb
+def _embed_tiles(extractor: Any, plane: np.ndarray, tiles: Sequence[Tile]) -> list[Embedding]:
+    """Embeddings of ``tiles`` of a prepared plane through the extractor's public ``embed_prepared``."""
+    embeddings = extractor.embed_prepared([_read_tile(plane, t) for t in tiles])
+    for tile, emb in zip(tiles, embeddings):
+        if tuple(emb.geometry.image_shape) != tuple(tile.shape):
+            raise PluginValidationError(
+                f"Extractor {extractor.name!r} returned an embedding for image_shape {emb.geometry.image_shape} "
+                f"from a tile of shape {tile.shape}; the geometry must map onto the plane it was given.")
+        if tuple(emb.geometry.origin) != (0.0, 0.0):
+            raise PluginValidationError(
+                f"Extractor {extractor.name!r} returned an embedding with origin {emb.geometry.origin}; "
+                "tiling needs origin (0, 0) (crop model padding before making the Embedding).")
+    return embeddings
 
 
 def _same_step(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return all(abs(x - y) <= 1e-9 * max(1.0, abs(x)) for x, y in zip(a, b))
 
 
-def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, *,
+def embed_tiled(extractor: Any, plane: np.ndarray, tiling: Tiling, *,
                 progress: Progress | None = None) -> Embedding:
-    """Embed a (Y, X, C) plane tile by tile and stitch the tiles into one embedding.
+    """Embed a prepared (Y, X, C) plane tile by tile and stitch the tiles into one embedding.
 
-    Each tile goes through ``extractor._embed_plane``; ``progress(done, total)``
-    is called after each tile. The result has geometry origin (0, 0), the common
-    step of the tiles and as many cells per axis as the extractor gives a plane
-    ending at the image border (a partial last cell kept or dropped), and its ``meta``
-    records the tiling and the number of tiles. The first tile fixes the step;
-    every other tile must have the same one (a shortened last tile that the model
-    resizes differently is re-embedded at the full tile shape, mirror-padded).
+    Tiles go through ``extractor.embed_prepared``, ``extractor.batch_size`` tiles
+    of equal shape at a time; ``progress(done, total)`` is called after each tile.
+    The result has geometry origin (0, 0), the common step of the tiles and as
+    many cells per axis as the extractor gives a plane ending at the image border
+    (a partial last cell kept or dropped), and its ``meta`` records the tiling and
+    the number of tiles. The first tile fixes the step; every other tile must have
+    the same one (a shortened last tile that the model resizes differently is
+    re-embedded at the full tile shape, mirror-padded).
     """
     plane = np.asarray(plane)
     if plane.ndim != 3:
@@ -237,7 +234,7 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
     # The first tile sits at the origin whatever the cell size; its step fixes the grid.
     first_shape = (min(tiling.tile_shape[0], H), min(tiling.tile_shape[1], W))
     first = Tile(0, (0, 0), first_shape, ((0, first_shape[0]), (0, first_shape[1])))
-    first_emb = _embed_tile(extractor, plane, first)
+    first_emb = _embed_tiles(extractor, plane, [first])[0]
     step = tuple(float(s) for s in first_emb.geometry.step)
     if first_shape == (H, W):  # the image fits in one tile
         if progress is not None:
@@ -247,7 +244,7 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
         warnings.warn(
             f"Extractor {extractor.name!r} has global context: tiled features differ from whole-image "
             "features (each tile sees only itself). Use tiles as large as memory allows.",
-            UserWarning, stacklevel=3)
+            UserWarning, stacklevel=4)
 
     cell = (cell_pixels(step[0]), cell_pixels(step[1]))
     edge: EdgeMode = "pad" if extractor.spec.input_size else "shrink"
@@ -256,32 +253,27 @@ def embed_tiled(extractor: FeatureExtractor, plane: np.ndarray, tiling: Tiling, 
     shape = (_cells(H, step[0]), _cells(W, step[1]))
     out = np.empty((first_emb.n_features,) + shape, dtype=first_emb.data.dtype)
     extent = (0, 0)
-
-    batch_size = int(extractor.options.get("batch_size") or 1)
-    embed_many = getattr(extractor, "_embed_planes", None)  # models that batch inputs (ModelExtractor)
-    embedded: dict[int, Embedding] = {}
+    batch_size = max(1, int(getattr(extractor, "batch_size", 1)))
+    embedded: dict[int, Embedding] = {0: first_emb} if tiles[0].shape == first.shape else {}
     for tile in tiles:
-        if tile.index == 0 and tile.shape == first.shape:
-            emb = first_emb
-        else:
-            if (embed_many is not None and batch_size > 1 and tile.shape == first.shape
-                    and tile.index not in embedded):
-                # embed this tile and the next ones of the same shape in one forward pass
-                ahead = [t for t in tiles[tile.index:] if t.shape == first.shape][:batch_size]
-                embedded.update(zip([t.index for t in ahead], embed_many([_read_tile(plane, t) for t in ahead])))
-            emb = _embed_tile(extractor, plane, tile, embedded)
-            if not _same_step(tuple(emb.geometry.step), step) and tile.shape != first.shape:
-                pad = tuple(max(0, o + s - d) for o, s, d in zip(tile.origin, first.shape, (H, W)))
-                tile = Tile(tile.index, tile.origin, first.shape, tile.core, pad)  # type: ignore[arg-type]
-                emb = _embed_tile(extractor, plane, tile)
-            if not _same_step(tuple(emb.geometry.step), step):
-                raise PluginValidationError(
-                    f"Extractor {extractor.name!r} gave tile {tile.index} (shape {tile.shape}) the step "
-                    f"{emb.geometry.step}, but the first tile had {step}; tiles cannot be stitched.")
-            if emb.n_features != out.shape[0]:
-                raise PluginValidationError(
-                    f"Extractor {extractor.name!r} gave tile {tile.index} {emb.n_features} channels, "
-                    f"the first tile {out.shape[0]}.")
+        if tile.index not in embedded:
+            # this tile and the next ones of the same shape in one call
+            ahead = [t for t in tiles[tile.index:] if t.shape == tile.shape and t.index not in embedded]
+            ahead = ahead[:batch_size]
+            embedded.update(zip([t.index for t in ahead], _embed_tiles(extractor, plane, ahead)))
+        emb = embedded.pop(tile.index)
+        if not _same_step(tuple(emb.geometry.step), step) and tile.shape != first.shape:
+            pad = tuple(max(0, o + s - d) for o, s, d in zip(tile.origin, first.shape, (H, W)))
+            tile = Tile(tile.index, tile.origin, first.shape, tile.core, pad)  # type: ignore[arg-type]
+            emb = _embed_tiles(extractor, plane, [tile])[0]
+        if not _same_step(tuple(emb.geometry.step), step):
+            raise PluginValidationError(
+                f"Extractor {extractor.name!r} gave tile {tile.index} (shape {tile.shape}) the step "
+                f"{emb.geometry.step}, but the first tile had {step}; tiles cannot be stitched.")
+        if emb.n_features != out.shape[0]:
+            raise PluginValidationError(
+                f"Extractor {extractor.name!r} gave tile {tile.index} {emb.n_features} channels, "
+                f"the first tile {out.shape[0]}.")
         end = _write_core(out, emb, tile, step, (H, W))
         extent = (max(extent[0], end[0]), max(extent[1], end[1]))
         if progress is not None:

@@ -23,11 +23,12 @@ Fast predictor
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+from vfm_features.threads import n_threads
 
 N_ESTIMATORS = 64
 MAX_DEPTH = 10
@@ -51,15 +52,6 @@ def reference_forest(*, n_estimators: int = 200, max_depth: int | None = 10, n_j
     """The seed's reference: a random forest of 200 trees of depth 10 (for comparisons and benchmarks)."""
     return RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, class_weight="balanced",
                                   n_jobs=n_jobs, random_state=random_state)
-
-
-def _n_threads(n_jobs: int | None) -> int:
-    cpus = os.cpu_count() or 1
-    if n_jobs is None:
-        return 1
-    if n_jobs < 0:
-        return max(1, cpus + 1 + n_jobs)
-    return max(1, min(int(n_jobs), cpus))
 
 
 def supports_fast_path(forest) -> bool:
@@ -87,14 +79,14 @@ def blocked_predict_proba(forest, X: np.ndarray, *, n_jobs: int | None = None,
             for tree, value in trees:
                 acc += value[tree.apply(xb)]
 
-    n_threads = min(_n_threads(n_jobs if n_jobs is not None else forest.n_jobs), -(-X.shape[0] // rows))
-    if n_threads <= 1:
+    threads = min(n_threads(n_jobs if n_jobs is not None else forest.n_jobs), -(-X.shape[0] // rows))
+    if threads <= 1:
         run(0, X.shape[0])
     else:
         # contiguous slabs of whole blocks, one per thread
         n_blocks = -(-X.shape[0] // rows)
-        edges = [min(X.shape[0], rows * (n_blocks * i // n_threads)) for i in range(n_threads + 1)]
-        with ThreadPoolExecutor(n_threads) as pool:
+        edges = [min(X.shape[0], rows * (n_blocks * i // threads)) for i in range(threads + 1)]
+        with ThreadPoolExecutor(threads) as pool:
             list(pool.map(run, edges[:-1], edges[1:]))
     out /= len(trees)
     return out

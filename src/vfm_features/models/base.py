@@ -1,61 +1,41 @@
-"""What the neural-network extractors (sam, sam2, dinov3) share: options, channel handling, batching, tiling.
+"""The documented base of neural-network extractors: declare an input contract and a forward pass; the core does the rest.
 
-:class:`ModelExtractor` is the base of an extractor that feeds one or more
-(Y, X, 3) images in 0..1 per plane to a model (:meth:`ModelExtractor.model_images`)
-and concatenates the feature maps. A subclass implements :meth:`_embed_planes`
-(a batch of planes through the model) and :attr:`features_per_image`.
+A model plugin subclasses :class:`ModelExtractor` and provides four things:
 
-The ``check_*`` functions validate the options those extractors have in common
-and raise :class:`vfm_features.InputError`.
+* :meth:`ModelExtractor.input_contract` - input size, resize rule, stride, mean/std
+  (an :class:`~vfm_features.models.contract.InputContract`);
+* :attr:`ModelExtractor.features_per_image` - channels of the output;
+* :meth:`ModelExtractor.load_model` - build the network on a device and load its weights;
+* :meth:`ModelExtractor.forward` - a batch tensor (N, 3, h, w) in, a token grid (N, C, h', w') out.
 
+The base class handles the options every model shares (weights, device,
+precision, batch size, channel rule, intensity scaling, seed, tiling), prepares
+each plane once (channel rule, intensity scaling to 0..1: :meth:`prepare`),
+resizes, normalises and pads by the contract, batches model inputs, crops the
+cells that cover the image and builds the geometry. The network is built on
+first use, under a lock, so an instance is safe to call from several threads.
 torch is only imported inside functions: importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import warnings
+import threading
 from abc import abstractmethod
 from typing import Any, Sequence
 
 import numpy as np
 
-from vfm_features.models.device import PRECISIONS
-from vfm_features.errors import InputError
+from vfm_features.errors import InputError, PluginValidationError, WeightsError
 from vfm_features.extractor import FeatureExtractor
-from vfm_features.geometry import Embedding, EmbeddingGeometry
-from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_planes, to_rgb
+from vfm_features.geometry import Embedding
+from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity, select_channels, to_rgb
 from vfm_features.spec import ExtractorSpec
-from vfm_features.features.tiling import tiling_for
+from vfm_features.validation import CHANNEL_MODES, check_bool, check_channels, check_int
 
-__all__ = [
-    "CHANNEL_MODES",
-    "RUNTIME_OPTIONS",
-    "ModelExtractor",
-    "check_batch_size",
-    "check_channels",
-    "check_model_options",
-    "check_normalization",
-    "check_precision",
-    "check_pretrained",
-    "resized_batch",
-]
+from .contract import InputContract
+from .device import PRECISIONS
 
-CHANNEL_MODES = ("sum", "rgb", "per_channel")
-# Options that do not change the features (left out of the signature; weights_hash names the weights).
-RUNTIME_OPTIONS = ("weights", "device", "batch_size", "progress", "trust_checkpoint")
-
-
-# -- option checks -----------------------------------------------------------------
-def load_strict(module: Any, state: dict, *, what: str, hint: str) -> None:
-    """``module.load_state_dict(state, strict=True)``; a mismatch raises WeightsError saying ``what`` and ``hint``."""
-    from vfm_features.errors import WeightsError
-
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = " ".join(str(exc).split())
-        detail = detail if len(detail) <= 400 else detail[:400] + " …"
-        raise WeightsError(f"{what} ({detail}). {hint}") from None
+__all__ = ["CHANNEL_MODES", "InputContract", "ModelExtractor", "check_precision", "load_strict"]
 
 
 def check_precision(precision: Any) -> str:
@@ -66,163 +46,98 @@ def check_precision(precision: Any) -> str:
     return PRECISIONS[value]
 
 
-def check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise InputError(f"batch_size={batch_size!r}; expected a positive integer.")
-    return int(batch_size)
-
-
-def check_channels(channels: Any) -> str | tuple[int, ...]:
-    """A channel mode of :data:`CHANNEL_MODES`, or the channel indices as a tuple of ints."""
-    if isinstance(channels, str):
-        if channels not in CHANNEL_MODES:
-            raise InputError(f"channels={channels!r} is unknown; use one of {CHANNEL_MODES} or a list of indices.")
-        return channels
+def load_strict(module: Any, state: dict, *, what: str, hint: str) -> None:
+    """``module.load_state_dict(state, strict=True)``; a mismatch raises WeightsError saying ``what`` and ``hint``."""
     try:
-        idx = tuple(int(c) for c in channels)
-        if any(c != i for c, i in zip(channels, idx)):
-            raise ValueError("not whole numbers")
-    except (TypeError, ValueError):
-        raise InputError(f"channels must be one of {CHANNEL_MODES} or a list of channel indices; "
-                         f"got {channels!r}.") from None
-    if not idx:
-        raise InputError("channels=[] selects nothing; pass at least one channel index.")
-    return idx
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 400 else detail[:400] + " …"
+        raise WeightsError(f"{what} ({detail}). {hint}") from None
 
 
-def check_normalization(normalization: Any) -> str:
-    if normalization not in NORMALIZATIONS:
-        raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
-    return normalization
-
-
-def check_pretrained(pretrained: Any) -> bool:
-    if not isinstance(pretrained, bool):
-        raise InputError(f"pretrained must be True or False; got {pretrained!r}.")
-    return pretrained
-
-
-def check_model_options(*, weights: Any, pretrained: Any, trust_checkpoint: Any, device: Any, precision: Any,
-                        batch_size: Any, channels: Any, normalization: Any) -> dict[str, Any]:
-    """Validate the options every model extractor has; return them normalised, in this order.
-
-    ``weights`` becomes a string (or None), ``precision`` stripped and lower-cased,
-    ``batch_size`` an int and channel indices a tuple of ints. ``pretrained`` is only
-    checked against ``weights`` (see :func:`check_pretrained` for its type).
-    """
-    if not pretrained and weights is not None:
-        raise InputError("pretrained=False builds random weights; leave weights unset or use pretrained=True.")
-    return {"weights": None if weights is None else str(weights), "pretrained": pretrained,
-            "trust_checkpoint": trust_checkpoint, "device": device, "precision": check_precision(precision),
-            "batch_size": check_batch_size(batch_size), "channels": check_channels(channels),
-            "normalization": check_normalization(normalization)}
-
-
-# -- the base class ------------------------------------------------------------------
 class ModelExtractor(FeatureExtractor):
-    """Base of the extractors that run (Y, X, 3) images through a neural network.
+    """Base of the extractors that run images through a neural network (see the module docstring).
 
-    Shared behaviour, driven by the options ``channels``, ``normalization``,
-    ``batch_size`` and ``tile_shape``/``halo``:
+    Shared options (keyword only; stored, nothing loads before the first ``embed`` or ``load()``):
 
-    - :meth:`model_images` turns a (Y, X, C) plane into the images the model sees:
-      one ('sum', 'rgb', a list of indices) or one per channel ('per_channel'),
-      each scaled to 0..1 by :func:`~vfm_features.preprocess.normalize_intensity`
-      and clipped. Their features are concatenated, so an embedding has
-      :attr:`features_per_image` x (channels or 1) features.
-    - :meth:`embed_stack` sends the planes of a stack through :meth:`_embed_planes`
-      together (``batch_size`` model images per forward pass) unless tiling is on.
-    - With tiling, :meth:`embed_plane` prepares the model images of the WHOLE plane
-      first, so intensities are scaled once per image, not per tile.
-
-    Subclasses implement :meth:`_embed_planes` and :attr:`features_per_image`.
+    - ``weights``: a local weights file; default: the variant's published file from the cache.
+    - ``pretrained``: False builds the network with random weights (``seed``) and reads no file.
+    - ``trust_checkpoint``: allow checkpoints that pickle Python objects (runs code from the file).
+    - ``device``: 'auto' (cuda, then mps, then cpu) or an explicit device.
+    - ``precision``: 'float32', 'bfloat16' or 'float16' (autocast).
+    - ``batch_size``: model inputs per forward pass (planes of a stack, tiles, or channels).
+    - ``channels``: 'sum' (channels summed to grey, replicated to RGB), 'rgb' (a 3-channel
+      image kept as colour; other counts summed), 'per_channel' (each channel embedded on
+      its own, features concatenated) or a list of channel indices (that subset, then as 'rgb').
+    - ``normalization``: intensity scaling to 0..1 (see :func:`vfm_features.preprocess.normalize_intensity`),
+      done once per plane, also when the plane is tiled; values are clipped to 0..1.
+    - ``seed``: seed of the random initialisation (``pretrained=False``).
+    - ``progress``: download progress: True (bar), False, or a callable ``(bytes_done, bytes_total)``.
+    - ``tile_shape``, ``halo``: embed large planes tile by tile (see :mod:`vfm_features.features.tiling`).
     """
 
-    def __init__(self, spec: ExtractorSpec, *, tile_shape: Any = None, halo: Any = None, **options: Any) -> None:
-        super().__init__(spec, **options)
-        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
-            self.options.update(tile_shape=tile_shape, halo=halo)
-        self._views_ready = False  # True while tiles of already prepared model images are embedded
+    _TRANSIENT = ("_backend", "_lock")
 
-    # -- description ---------------------------------------------------------
+    def __init__(self, spec: ExtractorSpec, *, weights: Any = None, pretrained: bool = True,
+                 trust_checkpoint: bool = False, device: Any = "auto", precision: str = "float32",
+                 batch_size: int = 1, channels: str | Sequence[int] = "sum", normalization: str = "auto",
+                 seed: int = 0, progress: Any = True, tile_shape: Any = None, halo: Any = None,
+                 **model_options: Any) -> None:
+        check_bool(pretrained, "pretrained")
+        check_bool(trust_checkpoint, "trust_checkpoint")
+        if not pretrained and weights is not None:
+            raise InputError("pretrained=False builds random weights; leave weights unset or use pretrained=True.")
+        if normalization not in NORMALIZATIONS:
+            raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
+        options = {"weights": None if weights is None else str(weights), "pretrained": pretrained,
+                   "trust_checkpoint": trust_checkpoint, "device": device, "precision": check_precision(precision),
+                   "batch_size": check_int(batch_size, "batch_size"), "channels": check_channels(channels),
+                   "normalization": normalization, **model_options,
+                   "seed": check_int(seed, "seed", low=0), "progress": progress}
+        if tile_shape is not None:  # only stored when used, so untiled signatures stay as they were
+            options.update(tile_shape=tile_shape, halo=halo)
+        super().__init__(spec, **options)
+        self._init_transient()
+
+    def _init_transient(self) -> None:
+        self._lock = threading.Lock()
+        self._backend: Any = None
+
+    # -- what a plugin provides ---------------------------------------------------------------
+    @abstractmethod
+    def input_contract(self) -> InputContract:
+        """How the network wants its input (may depend on the options)."""
+
     @property
     @abstractmethod
     def features_per_image(self) -> int:
-        """Features the model gives for one model image."""
+        """Feature channels the network gives for one model image."""
 
+    @abstractmethod
+    def load_model(self, device: str) -> Any:
+        """Build the network on ``device`` with its weights (random ones if ``pretrained`` is False)."""
+
+    def forward(self, model: Any, batch: Any) -> Any:
+        """A normalised (N, 3, h, w) batch -> the (N, C, h', w') token grid; the default calls ``model(batch)``."""
+        return model(batch)
+
+    def embedding_meta(self) -> dict[str, Any]:
+        """Extra facts to record in each embedding's ``meta`` (JSON-able)."""
+        return {}
+
+    # -- description ---------------------------------------------------------------------------
     def n_features_for(self, n_channels: int) -> int:
         per = self.features_per_image
         return per * n_channels if self.options["channels"] == "per_channel" else per
 
-    def signature(self) -> dict[str, Any]:
-        sig = super().signature()
-        sig["options"] = {k: v for k, v in sig["options"].items() if k not in RUNTIME_OPTIONS}
-        return sig
+    # -- the steps the core runs -------------------------------------------------------------------
+    def prepare(self, plane: np.ndarray) -> np.ndarray:
+        """(Y, X, C) plane -> its model images side by side, (Y, X, 3k) float32 in 0..1.
 
-    # -- embedding -----------------------------------------------------------
-    @abstractmethod
-    def _embed_planes(self, planes: list[np.ndarray]) -> list[Embedding]:
-        """Embed (Y, X, C) planes (their :meth:`model_images` batched ``batch_size`` at a time)."""
-
-    def _embed_plane(self, plane: np.ndarray) -> Embedding:
-        return self._embed_planes([plane])[0]
-
-    def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
-        """Embed a stack slice by slice, ``batch_size`` model inputs per forward pass."""
-        planes, _ = to_planes(image, axes)
-        if tiling_for(self) is not None:
-            return [self.embed_plane(p) for p in planes]
-        return self._embed_planes(planes)
-
-    def embed_plane(self, plane: np.ndarray, *, progress: Any = None) -> Embedding:
-        """Embed a (Y, X, C) plane; when tiled, intensities are scaled once for the whole plane.
-
-        Scaling each tile on its own (min-max, percentiles) would give every tile
-        other intensities and visible seams, so the model images are prepared here
-        and the tiles only cut them.
+        One image for 'sum', 'rgb' and channel indices; one per channel for
+        'per_channel'. Each is scaled by ``normalization`` and clipped to 0..1.
         """
-        if tiling_for(self) is None:
-            return super().embed_plane(plane, progress=progress)
-        images = np.concatenate(self.model_images(plane), axis=-1)
-        self._views_ready = True
-        try:
-            return super().embed_plane(images, progress=progress)
-        finally:
-            self._views_ready = False
-
-    def _call_model(self, model: Any, *args: Any, **kwargs: Any) -> Any:
-        """``model(*args, **kwargs)``, falling back from MPS to the CPU when an operation is missing.
-
-        MPS lacks some operations; when one is missing the model moves to the CPU
-        once, with a warning, instead of failing (setting PYTORCH_ENABLE_MPS_FALLBACK=1
-        before starting Python falls back per operation instead). Later inputs
-        prepared for MPS are moved to the CPU too.
-        """
-        import torch
-
-        def to_cpu(values):
-            return [v.cpu() if isinstance(v, torch.Tensor) else v for v in values]
-
-        if getattr(self, "_mps_fallback", False):
-            args, kwargs = to_cpu(args), dict(zip(kwargs, to_cpu(kwargs.values())))
-        try:
-            return model(*args, **kwargs)
-        except NotImplementedError as exc:
-            if not str(getattr(self, "_device", "")).startswith("mps"):
-                raise
-            warnings.warn(
-                f"{self.name}: an operation is not implemented on MPS ({str(exc).splitlines()[0]}); "
-                "running this extractor on the CPU from now on. Set PYTORCH_ENABLE_MPS_FALLBACK=1 before "
-                "starting Python to fall back per operation instead.", RuntimeWarning, stacklevel=3)
-            model.to("cpu")
-            self._device = "cpu"
-            self._mps_fallback = True
-            return model(*to_cpu(args), **dict(zip(kwargs, to_cpu(kwargs.values()))))
-
-    def model_images(self, plane: np.ndarray) -> list[np.ndarray]:
-        """(Y, X, C) plane -> the (Y, X, 3) float32 0..1 images the model sees (one, or one per channel)."""
-        if self._views_ready:  # a tile of the images prepared by embed_plane
-            return [plane[..., i:i + 3] for i in range(0, plane.shape[-1], 3)]
         channels = self.options["channels"]
         if channels == "per_channel":
             parts = [plane[..., c:c + 1] for c in range(plane.shape[-1])]
@@ -230,28 +145,44 @@ class ModelExtractor(FeatureExtractor):
             parts = [plane]
         else:  # "sum" or indices
             parts = [select_channels(plane, channels)]
-        scaled = (normalize_intensity(to_rgb(p), self.options["normalization"]) for p in parts)
-        return [np.clip(x, 0, 1).astype(np.float32, copy=False) for x in scaled]
+        scaled = [np.clip(normalize_intensity(to_rgb(p), self.options["normalization"]), 0, 1)
+                  .astype(np.float32, copy=False) for p in parts]
+        return scaled[0] if len(scaled) == 1 else np.concatenate(scaled, axis=-1)
 
-    def _stretched_embedding(self, plane_shape: Sequence[int], parts: list[np.ndarray], meta: dict) -> Embedding:
-        """The embedding of a plane from the (C, h, w) maps of its model images, each spanning the whole plane."""
-        data = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        Y, X = plane_shape[:2]
-        h, w = data.shape[1:]
-        geometry = EmbeddingGeometry(image_shape=(Y, X), step=(Y / h, X / w))
-        return Embedding(np.ascontiguousarray(data, dtype=np.float32), geometry, extractor=self.name, meta=meta)
+    def embed_prepared(self, prepared: Sequence[np.ndarray]) -> list[Embedding]:
+        contract = self.input_contract()
+        jobs = [(i, p[..., k:k + 3]) for i, p in enumerate(prepared) for k in range(0, p.shape[-1], 3)]
+        outputs = self.backend().run([img for _, img in jobs], contract)
+        parts: list[list[np.ndarray]] = [[] for _ in prepared]
+        for (i, _), out in zip(jobs, outputs):
+            parts[i].append(out)
+        meta = self.embedding_meta()
+        embeddings = []
+        for plane, maps in zip(prepared, parts):
+            data = np.concatenate(maps, axis=0) if len(maps) > 1 else maps[0]
+            layout = contract.layout(plane.shape[:2])
+            embeddings.append(Embedding(np.ascontiguousarray(data, dtype=np.float32), layout.geometry,
+                                        extractor=self.name, meta={**meta, "n_images": len(maps)}))
+        return embeddings
 
+    def backend(self) -> Any:
+        """The object that runs the network (torch eager by default); created once, thread-safe."""
+        with self._lock:
+            if self._backend is None:
+                from .torch_backend import TorchBackend
 
-def resized_batch(images: Sequence[np.ndarray], shape: tuple[int, int], mean: Sequence[float], std: Sequence[float],
-                  device: Any) -> Any:
-    """(N, 3, *shape) torch tensor: (Y, X, 3) images resized (bilinear, antialiased), minus mean, over std."""
-    import torch
-    import torch.nn.functional as F
+                self._backend = TorchBackend(self)
+            return self._backend
 
-    batch = torch.cat([
-        F.interpolate(torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
-                      .to(device), size=tuple(shape), mode="bilinear", align_corners=False, antialias=True)
-        for img in images])
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    return (batch - mean_t) / std_t
+    def load(self) -> "ModelExtractor":
+        """Build the network and load its weights now (otherwise done on the first ``embed``)."""
+        self.backend().load()
+        return self
+
+    def check_output(self, out: Any, layout: Any) -> None:
+        """Raise PluginValidationError when a forward pass gave fewer cells than the contract promises."""
+        h, w = out.shape[-2:]
+        if h < layout.cells[0] or w < layout.cells[1]:
+            raise PluginValidationError(
+                f"{self.name}: the forward pass gave a {h} x {w} grid for a {layout.padded} input, but the input "
+                f"contract (stride {self.input_contract().stride}) promises at least {layout.cells}.")
