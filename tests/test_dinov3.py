@@ -7,6 +7,7 @@ temporary folder and offline mode is on, so the hub is never asked).
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 import subprocess
 import sys
@@ -149,8 +150,9 @@ def test_non_square_geometry_maps_cells_back():
     assert geom.image_shape == (100, 150) and geom.step == pytest.approx((100 / 8, 150 / 8))
     ii, jj = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
     centres = np.stack([(ii.ravel() + 0.5) * geom.step[0] - 0.5, (jj.ravel() + 0.5) * geom.step[1] - 0.5], 1)
-    np.testing.assert_allclose(ex.features_at(emb, centres), emb.data.reshape(32, -1).T, rtol=1e-5, atol=1e-6)
-    assert ex.features_dense(emb, (50, 75)).shape == (32, 50, 75)
+    up = vf.get_upsampler("bilinear")
+    np.testing.assert_allclose(up.sparse(emb, image, centres), emb.data.reshape(32, -1).T, rtol=1e-5, atol=1e-6)
+    assert up.dense(emb, image, (50, 75)).shape == (32, 50, 75)
 
 
 @pytest.mark.parametrize("registers", [0, 4])
@@ -168,10 +170,12 @@ def test_register_count_is_read_from_the_config(tmp_path, registers):
 
 
 def test_native_input_size_keeps_the_aspect():
-    emb = tiny(input_size=None).embed(np.random.default_rng(2).random((100, 150)).astype(np.float32))
+    ex = tiny(input_size=None)
+    emb = ex.embed(np.random.default_rng(2).random((100, 150)).astype(np.float32))
     assert emb.data.shape == (32, 6, 9)  # 96 x 144 pixels
     assert emb.geometry.step == pytest.approx((100 / 6, 150 / 9))
-    assert emb.meta["input_shape"] == (96, 144)
+    layout = ex.input_contract().layout((100, 150))
+    assert layout.padded == layout.resized == (96, 144) and layout.geometry == emb.geometry
 
 
 def test_channels_and_batched_stack():
@@ -193,6 +197,18 @@ def test_random_init_is_reproducible():
     np.testing.assert_array_equal(tiny().embed(image).data, tiny().embed(image).data)
     assert not np.allclose(tiny().embed(image).data, tiny(seed=2).embed(image).data)
     assert tiny().weights_hash == "random-init:vits16:seed=0"
+
+
+def test_pickled_extractor_embeds_the_same():
+    ex = tiny(input_size=64)
+    image = np.random.default_rng(8).random((40, 50)).astype(np.float32)
+    expected = ex.embed(image)
+    assert ex._net is not None and expected.meta["n_register_tokens"] == 4
+    copy = pickle.loads(pickle.dumps(ex))  # the loaded network and the lock stay behind
+    assert copy._net is None and copy.signature() == ex.signature()
+    again = copy.embed(image)
+    np.testing.assert_array_equal(again.data, expected.data)
+    assert again.meta == expected.meta
 
 
 def test_tiling_scales_intensities_once_and_stitches():

@@ -12,7 +12,7 @@ from vfm_features.cli import main
 from vfm_features.evaluation.datasets import Dataset, load_dataset, save_dataset, synthetic_dataset
 from vfm_features.evaluation.evaluate import BudgetWarning, Samples, evaluate, run_protocol
 from vfm_features.evaluation.evaluate import new_head
-from vfm_features.heads.base import PixelSamples
+from vfm_features.heads.base import ObjectSamples, PixelSamples
 from vfm_features.registry import list_heads
 from vfm_features.io import write_image
 from vfm_features.evaluation.protocol import Protocol, assign_folds, block_groups, check_budgets, training_draw
@@ -86,7 +86,7 @@ def test_training_draws_are_nested_and_balanced():
 
 def test_check_budgets():
     assert check_budgets([None, 300, 100, 100], "pixel") == [100, 300, None]
-    with pytest.raises(InputError, match="positive"):
+    with pytest.raises(InputError, match="whole number >= 1"):
         check_budgets([0], "pixel")
 
 
@@ -118,8 +118,9 @@ def test_csv_columns_and_round_trip(tiny_result, tmp_path):
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
     assert header == ["task", "extractor", "head", "budget", "n_train", "n_test", "repeat", "fold", "split",
-                      "n_features", "n_classes_test", "macro_f1", "train_s", "predict_s"]
+                      "n_features", "n_classes_test", "macro_f1", "train_s", "predict_s", "upsampler"]
     back = read_csv(path)
+    assert {(r.extractor, r.upsampler) for r in back} == {("filters", "bilinear"), ("regionprops", "-")}
     assert len(back) == len(tiny_result.rows)
     assert {r.budget for r in back if r.task == "objects"} == {6, None}  # 'all' reads back as None
     assert back[0].macro_f1 == pytest.approx(tiny_result.rows[0].macro_f1, rel=1e-5)
@@ -147,7 +148,8 @@ def test_class_absent_from_a_fold_scores_the_classes_present():
     y = np.array([1] * 40 + [2] * 40 + [3] * 10)
     image_index = np.r_[np.arange(80) % 4, np.full(10, 4)]  # class 3 lives in image 4 only
     X = (y[:, None] + 0.1 * rng.standard_normal((90, 3))).astype(np.float32)
-    s = Samples("objects", image_index, y, ids=np.arange(90), features={"toy": X})
+    rows_only = ObjectSamples(image_index, np.arange(90), y, rows=X)
+    s = Samples("objects", image_index, y, ids=np.arange(90), features={"toy": rows_only})
     rows = run_protocol(s, [None], ["rf"], Protocol(n_folds=5, n_repeats=1), n_images=5, n_jobs=1)
     by_fold = {r.fold: r for r in rows}
     assert sorted(r.n_classes_test for r in rows).count(1) == 1  # the fold holding image 4 has class 3 only
@@ -156,7 +158,7 @@ def test_class_absent_from_a_fold_scores_the_classes_present():
 
 
 def test_unknown_head_and_extractor_misuse(tiny):
-    with pytest.raises(InputError, match="Unknown head 'rff'.*'rf'"):
+    with pytest.raises(InputError, match="Unknown pixel head 'rff'.*'rf'"):
         evaluate(tiny, heads=["rff"])
     with pytest.raises(InputError, match="object extractor"):
         evaluate(tiny, extractors=["regionprops"], tasks=["pixels"])
@@ -239,8 +241,8 @@ def test_cli_writes_csv_and_plot(folder, tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "macro-F1" in text and "regionprops" in text
-    assert (tmp_path / "res.png").exists()
-    rows = read_csv(tmp_path / "res.csv")
+    assert (out / "evaluation.png").exists()
+    rows = read_csv(out / "evaluation.csv")
     assert {r.task for r in rows} == {"pixels", "objects"}
     assert {r.budget for r in rows if r.task == "pixels"} == {50, 100}
 

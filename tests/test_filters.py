@@ -180,5 +180,5 @@ def test_found_through_entry_point_and_embeds_2d_image():
     assert emb.data.shape == (32, 50, 60) and emb.data.dtype == np.float32
     assert emb.geometry.is_identity and emb.image_shape == (50, 60)
     assert emb.extractor == "filters:default"
-    feats = ext.features_at(emb, np.array([[3, 4], [49, 59]]))
+    feats = vfm_features.get_upsampler("bilinear").sparse(emb, img, np.array([[3, 4], [49, 59]]))
     np.testing.assert_array_equal(feats, emb.data[:, [3, 49], [4, 59]].T)

@@ -88,9 +88,10 @@ def test_fallback_when_the_fast_path_is_off(data, monkeypatch):
 def test_classifiers_use_the_default_forest(small_data):
     from vfm_features import ObjectClassifier, PixelClassifier
 
-    assert PixelClassifier().get_params()["n_estimators"] == forest_mod.N_ESTIMATORS
+    assert PixelClassifier().get_params()["head"] == "rf"
     d = small_data[0]
-    clf = PixelClassifier("filters", n_estimators=8).fit(d.image, d.scribbles(0.03, random_state=0))
-    assert isinstance(clf.forest_, RandomForestClassifier)
-    obj = ObjectClassifier(n_estimators=8).fit(d.image, d.instances, d.object_classes)
-    assert isinstance(obj.forest_, RandomForestClassifier) and obj.forest_.n_jobs == -1
+    clf = PixelClassifier("filters").fit(d.image, d.scribbles(0.03, random_state=0))
+    assert isinstance(clf.head_.forest_, RandomForestClassifier)
+    assert clf.head_.forest_.n_estimators == forest_mod.N_ESTIMATORS
+    obj = ObjectClassifier(head_options={"n_estimators": 8}).fit(d.image, d.instances, d.object_classes)
+    assert isinstance(obj.head_.forest_, RandomForestClassifier) and obj.head_.forest_.n_jobs == -1

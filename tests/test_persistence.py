@@ -11,7 +11,7 @@ from vfm_features.classifiers.fileformat import read_metadata
 @pytest.fixture(scope="module")
 def pixel_clf(small_data):
     d = small_data[0]
-    return PixelClassifier("filters", extractor_options={"sigmas": [1.0, 2.0]}, n_estimators=10).fit(
+    return PixelClassifier("filters", extractor_options={"sigmas": [1.0, 2.0]}, head_options={"n_estimators": 10}).fit(
         d.image, d.scribbles(0.03, random_state=0))
 
 
@@ -19,8 +19,12 @@ def test_round_trip_pixels(tmp_path, pixel_clf, small_data):
     path = tmp_path / "model.vfmc"
     pixel_clf.save(path)
     meta = read_metadata(path)
-    assert meta["classifier"] == "PixelClassifier" and meta["signature"]["extractor"] == "filters:default"
-    assert meta["params"]["extractor_options"] == {"sigmas": [1.0, 2.0]}
+    assert meta["classifier"] == "PixelClassifier" and meta["extractor"]["name"] == "filters:default"
+    assert meta["extractor"]["options"]["sigmas"] == [1.0, 2.0] and "n_threads" not in meta["extractor"]["options"]
+    assert meta["signature"]["extractor"]["plugin"] == {"distribution": "vfm-features", "version": "1"}
+    assert meta["upsampler"]["name"] == "bilinear" and meta["head"]["name"] == "rf"
+    with zipfile.ZipFile(path) as zf:  # numbers only: JSON and .npy arrays, no pickle-based payload
+        assert all(n == "metadata.json" or (n.startswith("head/") and n.endswith(".npy")) for n in zf.namelist())
     loaded = load_classifier(path)
     img = small_data[1].image
     np.testing.assert_array_equal(loaded.predict_proba(img), pixel_clf.predict_proba(img))
@@ -29,7 +33,7 @@ def test_round_trip_pixels(tmp_path, pixel_clf, small_data):
 
 def test_round_trip_objects(tmp_path, small_data):
     d = small_data[0]
-    clf = ObjectClassifier("filters", stats=("mean", "max"), n_estimators=10).fit(d.image, d.instances, d.object_classes)
+    clf = ObjectClassifier("filters", stats=("mean", "max"), head_options={"n_estimators": 10}).fit(d.image, d.instances, d.object_classes)
     clf.save(tmp_path / "obj.vfmc")
     loaded = load_classifier(tmp_path / "obj.vfmc")
     assert loaded.stats == ("mean", "max")
@@ -51,19 +55,20 @@ def test_refuses_other_extractor(tmp_path, pixel_clf):
 def test_bad_files(tmp_path, pixel_clf):
     junk = tmp_path / "junk.vfmc"
     junk.write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="not a vfm-features classifier"):
+    with pytest.raises(InputError, match="not a valid vfm-features classifier"):
         load_classifier(junk)
     with pytest.raises(FileNotFoundError):
         load_classifier(tmp_path / "missing.vfmc")
     newer = tmp_path / "newer.vfmc"
     pixel_clf.save(newer)
     with zipfile.ZipFile(newer) as zf:
-        meta = json.loads(zf.read("metadata.json"))
-        forest = zf.read("forest.skops")
+        members = {n: zf.read(n) for n in zf.namelist()}
+    meta = json.loads(members["metadata.json"])
     meta["format_version"] = 99
+    members["metadata.json"] = json.dumps(meta).encode()
     with zipfile.ZipFile(newer, "w") as zf:
-        zf.writestr("metadata.json", json.dumps(meta))
-        zf.writestr("forest.skops", forest)
+        for name, data in members.items():
+            zf.writestr(name, data)
     with pytest.raises(InputError, match="Upgrade"):
         load_classifier(newer)
 

@@ -10,7 +10,7 @@ from vfm_features.evaluation.metrics import macro_f1
 def trained(small_data):
     train = small_data[:2]
     labels = [d.scribbles(0.03, random_state=i) for i, d in enumerate(train)]
-    clf = PixelClassifier("filters", n_estimators=30, random_state=0).fit([d.image for d in train], labels)
+    clf = PixelClassifier("filters", head_options={"n_estimators": 30}, random_state=0).fit([d.image for d in train], labels)
     return clf, labels
 
 
@@ -40,14 +40,14 @@ def test_probabilities_sum_to_one_and_working_grid(trained, small_data):
 def test_deterministic_under_seed(trained, small_data):
     clf, labels = trained
     imgs = [d.image for d in small_data[:2]]
-    again = PixelClassifier("filters", n_estimators=30, random_state=0).fit(imgs, labels)
+    again = PixelClassifier("filters", head_options={"n_estimators": 30}, random_state=0).fit(imgs, labels)
     np.testing.assert_array_equal(again.predict_proba(small_data[2].image), clf.predict_proba(small_data[2].image))
 
 
 def test_partial_fit_replaces_labels_of_a_seen_image(small_data):
     d = small_data[0]
     lab = d.scribbles(0.02, random_state=0)
-    clf = PixelClassifier("filters", n_estimators=10, budget=None)
+    clf = PixelClassifier("filters", head_options={"n_estimators": 10}, budget=None)
     clf.fit(d.image, lab)
     n1 = clf.n_training_pixels_
     clf.partial_fit(d.image, lab)  # same image, same labels: no duplicates
@@ -61,19 +61,19 @@ def test_stack_and_multichannel(small_data):
     d = small_data[0]
     lab = d.scribbles(0.03, random_state=0)
     rgb = np.stack([d.image, d.image // 2, d.image], -1)
-    clf = PixelClassifier("filters", n_estimators=5, extractor_options={"sigmas": [1.0]}).fit(rgb, lab)
+    clf = PixelClassifier("filters", head_options={"n_estimators": 5}, extractor_options={"sigmas": [1.0]}).fit(rgb, lab)
     assert clf.predict(rgb).shape == d.image.shape
     with pytest.raises(InputError, match="features"):
         clf.predict(d.image)  # 1 channel instead of 3
     stack = np.stack([d.image, small_data[1].image])
-    clf1 = PixelClassifier("filters", n_estimators=5).fit(stack, np.stack([lab, lab * 0]), axes="ZYX")
+    clf1 = PixelClassifier("filters", head_options={"n_estimators": 5}).fit(stack, np.stack([lab, lab * 0]), axes="ZYX")
     assert clf1.predict(stack, axes="ZYX").shape == (2, 96, 96)
     assert clf1.predict_proba(stack, axes="ZYX").shape == (2, 4, 96, 96)
 
 
 def test_bad_input_messages(small_data):
     d = small_data[0]
-    clf = PixelClassifier("filters", n_estimators=5)
+    clf = PixelClassifier("filters", head_options={"n_estimators": 5})
     with pytest.raises(NotFittedError, match="fit"):
         clf.predict(d.image)
     with pytest.raises(InputError, match="shape"):
@@ -110,6 +110,6 @@ def test_instance_mask_as_labels_and_object_extractor_are_refused(small_data):
     d = small_data[0]
     many = np.arange(96 * 96).reshape(96, 96) % 400 + 1
     with pytest.raises(InputError, match="out of range"):
-        PixelClassifier("filters", n_estimators=2).fit(d.image, many)
+        PixelClassifier("filters", head_options={"n_estimators": 2}).fit(d.image, many)
     with pytest.raises(InputError, match="pixel extractor"):
         PixelClassifier("regionprops").fit(d.image, d.semantic)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import pickle
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 
 import vfm_features as vf
 from vfm_features.models import weights as W
+from vfm_features.models.contract import longest_side_shape
 from vfm_features import ExtractorSpec, InputError, Registry, WeightsError, hookimpl
 
 pytest.importorskip("torch")
@@ -26,7 +29,7 @@ pytest.importorskip("segment_anything")
 import torch  # noqa: E402
 from vfm_features_sam import ARCHITECTURES, SPECS, SamArchitecture  # noqa: E402
 from vfm_features_sam._checkpoint import check_architecture, describe, encoder_state  # noqa: E402
-from vfm_features_sam._extractor import SamExtractor, _build_encoder, resized_shape, sam_geometry  # noqa: E402
+from vfm_features_sam._extractor import SamExtractor, _build_encoder  # noqa: E402
 from vfm_features_sam._models import PIXEL_MEAN, PIXEL_STD  # noqa: E402
 
 TINY = SamArchitecture("tiny", embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,),
@@ -49,12 +52,19 @@ def _isolated(monkeypatch, tmp_path):
 class PatchMeanSam(SamExtractor):
     """SAM preprocessing and geometry with a stand-in encoder: each cell = mean of its 16x16 input patch."""
 
-    def load(self):
+    def load_model(self, device):
         arch = self.architecture
         pool = torch.nn.AvgPool2d(arch.patch_size)
-        self._encoder = lambda x: pool(x)[:, :1].expand(-1, arch.out_chans, -1, -1)
-        self._device, self._layout = "cpu", "patch mean"
-        return self
+        self._layout = "patch mean"
+        return lambda x: pool(x)[:, :1].expand(-1, arch.out_chans, -1, -1)
+
+
+def layout(shape, arch=ARCHITECTURES["vit_b"]):
+    """Where the core puts an image of ``shape`` in the input of a SAM encoder ``arch``, and its geometry."""
+    return vf.get_extractor("sam:vit_b", architecture=arch, pretrained=False).input_contract().layout(shape)
+
+
+UP = vf.get_upsampler("bilinear")
 
 
 class _TestPlugin:
@@ -147,11 +157,11 @@ def test_official_architectures_match_segment_anything(monkeypatch):
 @pytest.mark.parametrize("shape", [(1024, 1024), (50, 120), (120, 50), (333, 1000), (7, 3000), (2048, 1536),
                                    (1000, 999), (17, 17)])
 def test_geometry_covers_image_and_drops_padding(shape):
-    arch = ARCHITECTURES["vit_b"]
     H, W = shape
-    h, w = resized_shape(H, W, 1024)
-    assert max(h, w) == 1024
-    geom, (rows, cols) = sam_geometry(shape, arch)
+    lay = layout(shape)
+    h, w = lay.resized
+    assert (h, w) == longest_side_shape(H, W, 1024) and max(h, w) == 1024 and lay.padded == (1024, 1024)
+    geom, (rows, cols) = lay.geometry, lay.cells
     # every valid cell holds image content, and together they cover the resized image
     assert (rows - 1) * 16 < h <= rows * 16 and (cols - 1) * 16 < w <= cols * 16
     assert geom.image_shape == (H, W) and geom.origin == (0.0, 0.0)
@@ -164,7 +174,7 @@ def test_resized_shape_matches_segment_anything():
     from segment_anything.utils.transforms import ResizeLongestSide
 
     for H, W in [(50, 120), (333, 1000), (7, 3000), (1000, 999), (513, 700)]:
-        assert resized_shape(H, W, 1024) == ResizeLongestSide.get_preprocess_shape(H, W, 1024)
+        assert longest_side_shape(H, W, 1024) == ResizeLongestSide.get_preprocess_shape(H, W, 1024)
 
 
 @pytest.mark.parametrize("shape", [(512, 512), (171, 256), (300, 700), (1500, 900)])
@@ -177,8 +187,10 @@ def test_model_input_matches_segment_anything(shape):
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
     img = np.stack([(xx * 7 + yy) % 256, rng.integers(0, 256, shape), (yy * 3) % 256], -1).astype(np.uint8)
     ex = vf.get_extractor("sam:vit_b", pretrained=False, channels="rgb")
-    ex._device = "cpu"
-    ours = ex._model_input(ex._views(img)[0])[0]
+    contract = ex.input_contract()
+    backend = ex.backend()  # not loaded: building a model input needs only the device
+    backend._device = "cpu"
+    ours = backend._model_input(ex.prepare(img), contract.layout(shape), contract)[0]
     resized = torch.as_tensor(ResizeLongestSide(1024).apply_image(img)).permute(2, 0, 1).float()
     theirs = (resized - torch.tensor(PIXEL_MEAN).view(3, 1, 1)) / torch.tensor(PIXEL_STD).view(3, 1, 1)
     theirs = torch.nn.functional.pad(theirs, (0, 1024 - theirs.shape[2], 0, 1024 - theirs.shape[1]))
@@ -196,12 +208,12 @@ def test_patch_mean_features_land_on_the_right_pixels(registry):
         image = ramp.astype(np.float32)
         ex = registry.get("samtest:patchmean", normalization="none")
         emb = ex.embed(image / image.max())
-        geom, (rows, cols) = sam_geometry((H, W), ARCHITECTURES["vit_b"])
-        assert emb.data.shape == (256, rows, cols) and emb.geometry == geom
+        lay = layout((H, W))
+        assert emb.data.shape == (256, *lay.cells) and emb.geometry == lay.geometry
         # interior pixels (more than a cell from the border, where bilinear reads clamp)
         rng = np.random.default_rng(0)
         coords = np.stack([rng.uniform(30, H - 30, 200), rng.uniform(30, W - 30, 200)], 1)
-        got = ex.features_at(emb, coords)[:, 0] * PIXEL_STD[0] + PIXEL_MEAN[0]
+        got = UP.sparse(emb, None, coords)[:, 0] * PIXEL_STD[0] + PIXEL_MEAN[0]
         expected = 255 * coords[:, axis] / image.max()
         np.testing.assert_allclose(got, expected, atol=0.35)  # 0.35 of 255: about a tenth of a pixel
 
@@ -210,7 +222,7 @@ def test_padding_is_cropped(registry):
     """A wide image: the padded rows below the content are not in the embedding."""
     ex = registry.get("samtest:patchmean", normalization="none")
     emb = ex.embed(np.ones((100, 1000), np.float32))
-    rows = int(np.ceil(resized_shape(100, 1000, 1024)[0] / 16))
+    rows = int(np.ceil(longest_side_shape(100, 1000, 1024)[0] / 16))
     assert emb.data.shape[1:] == (rows, 64) and rows == 7
     value = (255 - PIXEL_MEAN[0]) / PIXEL_STD[0]
     # every cell but the last row (partly padding) is pure image
@@ -223,11 +235,11 @@ def test_tiny_random_encoder_shapes_and_options(registry):
     ex = registry.get("samtest:tiny", pretrained=False)
     img = np.random.default_rng(0).random((40, 90, 3)).astype(np.float32)
     emb = ex.embed(img)
-    geom, cells = sam_geometry((40, 90), TINY)
-    assert emb.data.shape == (256,) + cells and emb.geometry == geom and emb.data.dtype == np.float32
+    lay = layout((40, 90), TINY)
+    assert emb.data.shape == (256, *lay.cells) and emb.geometry == lay.geometry and emb.data.dtype == np.float32
     assert emb.extractor == "samtest:tiny"
-    assert ex.features_at(emb, np.array([[0, 0], [39, 89], [20.5, 44.2]])).shape == (3, 256)
-    assert ex.features_dense(emb).shape == (256, 40, 90)
+    assert UP.sparse(emb, img, np.array([[0, 0], [39, 89], [20.5, 44.2]])).shape == (3, 256)
+    assert UP.dense(emb, img).shape == (256, 40, 90)
     assert ex.weights_hash == "random-init:tiny:seed=0" and ex.weights_layout == "random initialisation"
     # the same seed gives the same features; another seed changes them and the signature
     again = registry.get("samtest:tiny", pretrained=False).embed(img)
@@ -242,16 +254,30 @@ def test_tiny_random_encoder_shapes_and_options(registry):
     assert ex.n_features_for(3) == 256
 
 
-def test_channel_rules(registry):
+def test_custom_architecture_is_kept_as_plain_data(registry):
+    """Options (and so signatures and classifier files) hold a custom architecture as plain data."""
     ex = registry.get("samtest:tiny", pretrained=False)
+    assert ex.options["architecture"] == TINY.as_dict() and ex.architecture == TINY
+    again = registry.get("samtest:tiny", pretrained=False, architecture=TINY.as_dict())
+    assert again.signature() == ex.signature()
+    assert vf.get_extractor("sam:vit_l", architecture=ARCHITECTURES["vit_l"]).options["architecture"] == "vit_l"
+    image = np.random.default_rng(5).random((30, 40)).astype(np.float32)
+    np.testing.assert_array_equal(again.embed(image).data, ex.embed(image).data)
+
+
+def test_channel_rules(registry):
+    """prepare() gives the model images side by side in 0..1; SAM's 0..255 is the contract's value range."""
+    ex = registry.get("samtest:tiny", pretrained=False)
+    assert ex.input_contract().value_range == 255
     rgb = np.random.default_rng(1).integers(0, 255, (32, 48, 3)).astype(np.uint8)
-    summed = ex._views(rgb)
-    assert len(summed) == 1 and np.allclose(summed[0][..., 0], summed[0][..., 2])
-    assert summed[0].min() == 0 and summed[0].max() == 255
-    kept = registry.get("samtest:tiny", pretrained=False, channels="rgb")._views(rgb)
-    np.testing.assert_array_equal(kept[0], rgb.astype(np.float32))  # uint8 colour passes unchanged
-    per = registry.get("samtest:tiny", pretrained=False, channels="per_channel")._views(rgb)
-    assert len(per) == 3
+    summed = ex.prepare(rgb)
+    assert summed.shape == (32, 48, 3) and summed.dtype == np.float32
+    np.testing.assert_array_equal(summed[..., 0], summed[..., 2])
+    assert summed.min() == 0 and summed.max() == 1
+    kept = registry.get("samtest:tiny", pretrained=False, channels="rgb").prepare(rgb)
+    np.testing.assert_array_equal(kept, rgb.astype(np.float32) / np.float32(255))  # uint8 colour: only / 255
+    per = registry.get("samtest:tiny", pretrained=False, channels="per_channel").prepare(rgb)
+    assert per.shape == (32, 48, 9)  # three model images
 
 
 def test_stack_batching_matches_single_planes(registry):
@@ -276,12 +302,52 @@ def test_bfloat16_precision_on_cpu(registry):
                                         ({"batch_size": 0}, "batch_size"), ({"precision": "int8"}, "precision"),
                                         ({"normalization": "zscore"}, "normalization"),
                                         ({"architecture": "vit_x"}, "architecture"),
+                                        ({"architecture": {"name": "x"}}, "missing.*embed_dim"),
+                                        ({"architecture": {**TINY.as_dict(), "depth": "2"}}, "depth='2'"),
+                                        ({"architecture": {**TINY.as_dict(), "code": 1}}, r"unknown.*\['code'\]"),
                                         ({"pretrained": False, "weights": "x.pt"}, "pretrained")])
 def test_bad_options(registry, bad, match):
     with pytest.raises(InputError, match=match):
         registry.get("samtest:tiny", **bad)
     with pytest.raises(TypeError):
         registry.get("samtest:tiny", colour="red")
+
+
+# -- pickling and threads ----------------------------------------------------------
+def test_pickled_extractor_embeds_the_same(registry):
+    ex = registry.get("samtest:tiny", pretrained=False)
+    image = np.random.default_rng(6).random((40, 50)).astype(np.float32)
+    expected = ex.embed(image).data
+    assert ex.backend()._model is not None
+    copy = pickle.loads(pickle.dumps(ex))  # the loaded network and the lock stay behind
+    assert copy._backend is None and copy.signature() == ex.signature()
+    np.testing.assert_array_equal(copy.embed(image).data, expected)
+
+
+def test_one_instance_embeds_from_two_threads_at_once(registry):
+    ex = registry.get("samtest:tiny", pretrained=False)
+    builds = []
+    load_model = ex.load_model
+    ex.load_model = lambda device: (builds.append(device), load_model(device))[1]
+    image = np.random.default_rng(7).random((60, 45)).astype(np.float32)
+    start = threading.Barrier(2)
+    results, errors = [None, None], []
+
+    def work(i):
+        try:
+            start.wait(timeout=30)  # both threads ask before the model exists
+            results[i] = ex.embed(image).data
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and len(builds) == 1  # the network was built once
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], registry.get("samtest:tiny", pretrained=False).embed(image).data)
 
 
 # -- checkpoints -----------------------------------------------------------------
@@ -292,7 +358,7 @@ def _embed_with(registry, path, **options):
 
 
 def _assert_loaded(ex, state):
-    loaded = ex._encoder.state_dict()
+    loaded = ex.backend()._model.state_dict()
     assert set(loaded) == set(state)
     for k, v in state.items():
         torch.testing.assert_close(loaded[k], v)

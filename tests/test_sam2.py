@@ -1,24 +1,28 @@
-"""The sam2 plugin: specs, preprocessing, geometry, checkpoints and errors, with tiny Hiera encoders.
+"""The sam2 plugin: specs, preprocessing, geometry, checkpoints, configs and errors, with tiny Hiera encoders.
 
 No test downloads anything: weights come from files the tests write, or
 ``pretrained=False``; the cache is a temporary folder and offline mode is on.
+Configs are data: crafted ones must be refused before anything runs.
 """
 
 from __future__ import annotations
 
 import copy
+import pickle
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import yaml
 
 import vfm_features as vf
 from vfm_features import InputError, WeightsError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
-pytest.importorskip("hydra")
+
+from vfm_features_sam2._config import build_image_encoder, read_config  # noqa: E402
 
 _HIERA = "sam2.modeling.backbones.hieradet.Hiera"
 _NECK = "sam2.modeling.backbones.image_encoder.FpnNeck"
@@ -50,10 +54,8 @@ def tiny(**options):
 
 
 def tiny_encoder(config=TINY, seed=1):
-    from hydra.utils import instantiate
-
     torch.manual_seed(seed)
-    return instantiate(copy.deepcopy(config["model"]["image_encoder"])).eval()
+    return build_image_encoder(read_config(config)[0]).eval()
 
 
 def reference_features(encoder, image01, size=256, level=16):
@@ -92,13 +94,47 @@ def test_listing_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_released_configs_exist_in_package():
+def test_model_table_matches_packaged_configs():
+    """The table holds the numbers of sam2's own YAML files (read here, never at run time)."""
     import importlib.resources
 
+    import yaml
+
     from vfm_features_sam2 import MODELS
+    from vfm_features_sam2._models import ARCHITECTURES
 
     for model in MODELS.values():
-        assert importlib.resources.files("sam2").joinpath(model.config).is_file(), model.config
+        text = importlib.resources.files("sam2").joinpath(model.config).read_text()
+        assert read_config(yaml.safe_load(text)) == (ARCHITECTURES[model.architecture], 1024), model.variant
+
+
+@pytest.mark.parametrize("which", ["tiny", "hiera_t"])
+def test_builder_matches_hydra_instantiate(which):
+    """Without hydra, the same modules, in the same order (same seed -> same weights), and the same outputs."""
+    import importlib.resources
+
+    pytest.importorskip("hydra")
+    from hydra.utils import instantiate  # only as the reference, on trusted configs
+    from omegaconf import OmegaConf
+
+    from vfm_features_sam2 import MODELS
+    from vfm_features_sam2._models import ARCHITECTURES
+
+    if which == "tiny":
+        node, arch = OmegaConf.create(TINY).model.image_encoder, read_config(TINY)[0]
+    else:
+        text = importlib.resources.files("sam2").joinpath(MODELS["hiera_t"].config).read_text()
+        node, arch = OmegaConf.create(text).model.image_encoder, ARCHITECTURES["hiera_t"]
+    torch.manual_seed(3)
+    theirs = instantiate(node).eval()
+    torch.manual_seed(3)
+    ours = build_image_encoder(arch).eval()
+    a, b = theirs.state_dict(), ours.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        for p, q in zip(theirs(x)["backbone_fpn"], ours(x)["backbone_fpn"]):
+            assert torch.equal(p, q)
 
 
 # -- shapes and geometry ---------------------------------------------------------
@@ -115,12 +151,13 @@ def test_non_square_geometry_maps_cells_back():
     ii, jj = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
     centres = np.stack([(ii.ravel() + 0.5) * geom.step[0] - 0.5, (jj.ravel() + 0.5) * geom.step[1] - 0.5], 1)
     np.testing.assert_allclose(geom.cell_coords(centres), np.stack([ii.ravel(), jj.ravel()], 1), atol=1e-9)
-    feats = ex.features_at(emb, centres)
+    up = vf.get_upsampler("bilinear")
+    feats = up.sparse(emb, image, centres)
     np.testing.assert_allclose(feats, emb.data.reshape(16, -1).T, rtol=1e-5, atol=1e-6)
     # the image corners lie in the corner cells
     corners = geom.cell_coords(np.array([[0, 0], [99, 149]]))
     assert np.all(corners[0] < 0.5) and np.all(corners[1] > 14.5)
-    assert ex.features_dense(emb).shape == (16, 100, 150)
+    assert up.dense(emb, image).shape == (16, 100, 150)
 
 
 @pytest.mark.parametrize("rows, cols", [((60, 90), (225, 300)), ((0, 30), (0, 75)), ((30, 60), (100, 150))])
@@ -292,11 +329,107 @@ def test_unknown_option():
         vf.get_extractor("sam2:hiera_t", stride=8)
 
 
-def test_config_may_only_build_sam2_modules():
+def _crafted(canary):
+    """Configs that would run code (each payload creates ``canary``) or that break the schema."""
+    make = f"open({str(canary)!r}, 'w').write('ran')"
+    touch = {"_target_": "os.system", "command": f"touch {canary}"}
+
+    def with_trunk(**changes):
+        evil = copy.deepcopy(TINY)
+        evil["model"]["image_encoder"]["trunk"].update(changes)
+        return evil
+
+    # passes a 'sam2.modeling.' prefix check, and hydra's instantiate would exec the string (creating the canary)
+    runstring = copy.deepcopy(TINY)
+    runstring["model"]["image_encoder"]["trunk"] = {
+        "_target_": "sam2.modeling.sam2_utils.np.testing._private.utils.runstring", "astr": make, "dict": None}
+    system = copy.deepcopy(TINY)
+    system["model"]["image_encoder"]["_target_"] = "os.system"
+    system["model"]["image_encoder"]["command"] = f"touch {canary}"
+    in_neck = copy.deepcopy(TINY)
+    in_neck["model"]["image_encoder"]["neck"]["position_encoding"] = touch
+    return {
+        "runstring target": (runstring, r"trunk\._target_='sam2\.modeling\.sam2_utils\.np\.testing.*runstring' "
+                                        r"is refused.*only build sam2\.modeling\.backbones\.hieradet\.Hiera"),
+        "os.system target": (system, r"image_encoder\._target_='os\.system' is refused"),
+        "target in a nested section": (in_neck, r"position_encoding\._target_='os\.system' is refused"),
+        "target inside a list": (with_trunk(stages=[1, touch, 2, 1]),
+                                 r"trunk\.stages\[1\] must be an integer; got a mapping with _target_='os\.system'"),
+        "target where a number belongs": (with_trunk(embed_dim=touch), r"trunk\.embed_dim must be an integer"),
+        "unknown key": (with_trunk(weights_path=str(canary)), r"unknown key\(s\) \['weights_path'\]; Hiera takes"),
+        "hydra's own keys": (with_trunk(_args_=[make]), r"unknown key\(s\) \['_args_'\]"),
+        "text for a number": (with_trunk(embed_dim="8"), r"trunk\.embed_dim must be an integer; got str '8'"),
+        "flag for a number": (with_trunk(num_heads=True), r"trunk\.num_heads must be an integer; got bool"),
+    }
+
+
+@pytest.mark.parametrize("case", ["runstring target", "os.system target", "target in a nested section",
+                                  "target inside a list", "target where a number belongs", "unknown key",
+                                  "hydra's own keys", "text for a number", "flag for a number"])
+def test_crafted_config_is_refused_and_runs_nothing(tmp_path, case):
+    canary = tmp_path / "canary"
+    config, match = _crafted(canary)[case]
+    with pytest.raises(InputError, match=match):
+        tiny(config=config).load()
+    path = tmp_path / "evil.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(InputError, match=match):  # the same from a YAML file
+        tiny(config=str(path)).load()
+    assert not canary.exists()
+
+
+def test_yaml_with_python_tags_is_not_executed(tmp_path):
+    canary = tmp_path / "canary"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"model:\n  image_encoder: !!python/object/apply:os.system ['touch {canary}']\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        tiny(config=str(path))
+    assert not canary.exists()
+
+
+def test_interpolations_are_not_resolved(monkeypatch):
+    from omegaconf import OmegaConf
+
+    monkeypatch.setenv("VFM_TEST_EMBED_DIM", "8")
     evil = copy.deepcopy(TINY)
-    evil["model"]["image_encoder"]["trunk"] = {"_target_": "os.system", "command": "echo hacked"}
-    with pytest.raises(InputError, match="not allowed"):
-        tiny(config=evil).load()
+    evil["model"]["image_encoder"]["trunk"]["embed_dim"] = "${oc.env:VFM_TEST_EMBED_DIM}"
+    with pytest.raises(InputError, match=r"embed_dim must be an integer; got str '\$\{oc\.env"):
+        tiny(config=OmegaConf.create(evil))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"fpn_interp_model": "nearest-exact"}, r"fpn_interp_model must be one of \['bicubic', 'bilinear', 'nearest'\]"),
+    ({"d_model": None}, r"neck\.d_model must be an integer; got NoneType"),
+    ({"backbone_channel_list": [64, 32, 16, 9]}, "does not make a working image encoder.*backbone_channel_list"),
+])
+def test_config_values_are_checked(change, match):
+    config = copy.deepcopy(TINY)
+    config["model"]["image_encoder"]["neck"].update(change)
+    with pytest.raises(InputError, match=match):
+        tiny(config=config).load()
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"model": {"image_size": 256}}, "'model' section has no image_encoder"),
+    ({"trunk_and_neck": {}}, "has no image encoder"),
+    ({"model": {"image_size": 100, "image_encoder": TINY["model"]["image_encoder"]}}, "multiple of 32"),
+    ({"image_encoder": {"trunk": {}}}, "image_encoder lacks neck"),
+])
+def test_config_layout_errors(config, match):
+    with pytest.raises(InputError, match=match):
+        tiny(config=config)
+
+
+def test_config_layouts_and_optional_targets():
+    """The official layout, the image_encoder section alone, and sections without _target_ build one model."""
+    encoder = TINY["model"]["image_encoder"]
+    bare = copy.deepcopy(encoder)
+    for section in (bare, bare["trunk"], bare["neck"], bare["neck"]["position_encoding"]):
+        del section["_target_"]
+    image = np.random.default_rng(8).random((40, 40)).astype(np.float32)
+    expected = tiny().embed(image).data
+    for config in ({"image_encoder": encoder}, encoder, bare):
+        np.testing.assert_array_equal(tiny(config=config, input_size=256).embed(image).data, expected)
 
 
 def test_omegaconf_config_gives_a_plain_signature():
@@ -314,7 +447,35 @@ def test_config_from_yaml_file(tmp_path):
 
     path = tmp_path / "tiny.yaml"
     OmegaConf.save(OmegaConf.create(TINY), path)
-    assert tiny(config=str(path)).embed(np.ones((24, 24), np.float32)).data.shape == (16, 16, 16)
+    ex = tiny(config=str(path))
+    assert ex.embed(np.ones((24, 24), np.float32)).data.shape == (16, 16, 16)
+    # the signature records what the file says, not where it lies
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(path.read_text())
+    assert tiny(config=str(moved)).signature() == ex.signature()
+    assert "/" not in str(ex.signature()["options"]["config"])
+
+
+def test_full_packaged_config_file_is_read():
+    """A whole SAM2 model YAML (memory attention, decoder ...) gives its image encoder; the rest is ignored."""
+    import importlib.resources
+
+    from vfm_features_sam2 import MODELS
+
+    path = importlib.resources.files("sam2").joinpath(MODELS["hiera_s"].config)
+    ex = vf.get_extractor("sam2:hiera_t", config=str(path), pretrained=False, device="cpu")
+    assert ex.n_features == 256 and ex.input_contract().size == 1024
+    assert ex.signature()["options"]["config"]["model"]["image_encoder"]["trunk"]["stages"] == [1, 2, 11, 2]
+
+
+# -- pickling and threads ----------------------------------------------------------
+def test_pickled_extractor_embeds_the_same():
+    ex = tiny()
+    image = np.random.default_rng(9).random((40, 50)).astype(np.float32)
+    expected = ex.embed(image).data  # loaded: the network is not pickled, the copy builds its own
+    copy_ = pickle.loads(pickle.dumps(ex))
+    assert copy_._backend is None and copy_.signature() == ex.signature()
+    np.testing.assert_array_equal(copy_.embed(image).data, expected)
 
 
 # -- the official predictor -------------------------------------------------------

@@ -1,5 +1,7 @@
 """Tiled SAM embeddings: intensities scaled once per image, tiles stitched on the 16-px grid."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -31,23 +33,23 @@ def test_tiled_embedding_covers_a_large_image_at_native_scale():
 
 def test_tiles_share_one_intensity_scaling():
     # a tile that holds only the dim half would be stretched by a per-tile min-max;
-    # prepared views keep the image's scaling, so the dim half stays dim in every tile
+    # the plane is prepared (scaled to 0..1) once, so the dim half stays dim in every tile
     ext = sam(tile_shape=128, halo=32)
     image = np.zeros((256, 256), np.uint16)
     image[:, :128] = 100 + np.arange(256)[:, None]  # 100..355
     image[:, 128:] = 1000
     seen = []
-    original = ext._run
+    original = ext.embed_prepared
 
-    def spy(batch, geoms, parts):
-        seen.extend(float(v[..., 0].max()) for _, v in batch)
-        return original(batch, geoms, parts)
+    def spy(tiles):
+        seen.extend(float(t[..., 0].max()) for t in tiles)
+        return original(tiles)
 
-    ext._run = spy
+    ext.embed_prepared = spy
     ext.embed(image)
-    assert max(seen) == pytest.approx(255.0)
-    # a tile inside the dim half keeps the image's scaling (at most 355 -> 72), not its own (-> 255)
-    assert min(seen) < 255 * 255 / 900 + 1
+    assert max(seen) == pytest.approx(1.0)
+    # a tile inside the dim half keeps the image's scaling (at most 355 -> 0.28), not its own (-> 1)
+    assert min(seen) < 255 / 900 + 0.004
 
 
 def test_stack_with_tiling_embeds_every_slice():
@@ -80,15 +82,21 @@ def test_missing_mps_operation_falls_back_to_cpu_with_a_warning():
             self.on_mps = False
             return super().to(*args, **kwargs)
 
-    model = FakeMPS()
-    ext._device = "mps"
+    backend = ext.backend()
+    backend._model, backend._device = FakeMPS(), "mps"  # as if loaded on an MPS device
     with pytest.warns(RuntimeWarning, match="MPS"):
-        out = ext._call_model(model, torch.ones(2))
-    assert calls == [True, False] and ext._device == "cpu" and out.tolist() == [1.0, 1.0]
-    ext._call_model(model, torch.ones(2))  # later calls run on the CPU without warning again
+        out = backend._forward(torch.ones(2))
+    # the model is copied to the CPU once and runs there; the device model is kept as it is
+    assert calls == [True, False] and out.tolist() == [1.0, 1.0]
+    assert backend._cpu_model is not backend._model and backend._model.on_mps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # later calls run on the CPU without warning again
+        backend._forward(torch.ones(2))
     assert calls == [True, False, False]
+    other = sam().backend()
+    other._model, other._device = FakeMPS(), "cpu"
     with pytest.raises(NotImplementedError):  # on other devices the error is not hidden
-        sam()._call_model(FakeMPS(), torch.ones(1))
+        other._forward(torch.ones(1))
 
 
 def test_tiles_are_batched_and_give_the_same_embedding():
@@ -96,8 +104,8 @@ def test_tiles_are_batched_and_give_the_same_embedding():
     one = sam(tile_shape=128, halo=32, batch_size=1)
     many = sam(tile_shape=128, halo=32, batch_size=4)
     sizes = []
-    original = many._run
-    many._run = lambda batch, geoms, parts: (sizes.append(len(batch)), original(batch, geoms, parts))[1]
+    original = many.embed_prepared
+    many.embed_prepared = lambda tiles: (sizes.append(len(tiles)), original(tiles))[1]
     a, b = one.embed(image), many.embed(image)
     np.testing.assert_allclose(a.data, b.data, rtol=1e-4, atol=1e-4)
     assert max(sizes) == 4 and sum(sizes) == a.meta["tiling"]["n_tiles"]

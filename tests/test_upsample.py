@@ -3,7 +3,9 @@ import pytest
 
 from vfm_features import Embedding, EmbeddingGeometry
 from vfm_features.errors import InputError
-from vfm_features.features.upsample import BilinearUpsampler, get_upsampler, grid_coords
+from vfm_features import get_upsampler
+from vfm_features.features.bilinear import BilinearUpsampler
+from vfm_features.features.upsample import grid_coords, resize_probabilities
 
 
 def ramp_embedding(step=4.0, h=8, w=10):
@@ -19,13 +21,13 @@ def test_sparse_identity_returns_cells():
     data = np.random.default_rng(0).random((3, 5, 6)).astype(np.float32)
     emb = Embedding(data, EmbeddingGeometry((5, 6)))
     coords = np.array([[0, 0], [4, 5], [2, 3]])
-    np.testing.assert_array_equal(BilinearUpsampler().sparse(emb, coords), data[:, coords[:, 0], coords[:, 1]].T)
+    np.testing.assert_array_equal(BilinearUpsampler().sparse(emb, None, coords), data[:, coords[:, 0], coords[:, 1]].T)
 
 
 def test_sparse_linear_is_exact_inside():
     emb = ramp_embedding()
     coords = np.array([[5.0, 7.0], [10.25, 20.5], [25.0, 30.0]])
-    got = BilinearUpsampler().sparse(emb, coords)
+    got = BilinearUpsampler().sparse(emb, None, coords)
     np.testing.assert_allclose(got[:, 0], coords[:, 0] + 2 * coords[:, 1], rtol=1e-5)
     np.testing.assert_allclose(got[:, 1], -got[:, 0])
 
@@ -36,21 +38,45 @@ def test_dense_matches_sparse_and_bands():
     dense = up.dense(emb)
     assert dense.shape == (2, 32, 40)
     yy, xx = np.mgrid[0:32, 0:40]
-    sparse = up.sparse(emb, np.stack([yy.ravel(), xx.ravel()], 1))
+    sparse = up.sparse(emb, None, np.stack([yy.ravel(), xx.ravel()], 1))
     np.testing.assert_allclose(dense.reshape(2, -1).T, sparse, rtol=1e-5, atol=1e-4)
-    bands = np.concatenate([up.dense(emb, rows=slice(r, r + 7)) for r in range(0, 32, 7)], axis=1)
+    bands = np.concatenate([up.dense(emb, None, None, slice(r, r + 7)) for r in range(0, 32, 7)], axis=1)
     np.testing.assert_allclose(bands, dense)
 
 
 def test_dense_on_coarser_grid():
     emb = ramp_embedding()
-    out = BilinearUpsampler().dense(emb, (16, 20))
+    out = BilinearUpsampler().dense(emb, None, (16, 20))
     ys, xs = grid_coords(32, 16), grid_coords(40, 20)
     np.testing.assert_allclose(out[0, 5, 5], ys[5] + 2 * xs[5], rtol=1e-5)
 
 
 def test_bad_coords_and_name():
     with pytest.raises(InputError, match=r"\(N, 2\)"):
-        BilinearUpsampler().sparse(ramp_embedding(), np.zeros(3))
+        BilinearUpsampler().sparse(ramp_embedding(), None, np.zeros(3))
     with pytest.raises(InputError, match="bilinear"):
         get_upsampler("nearest-ish")
+
+
+def test_blocks_match_the_whole_grid():
+    emb = ramp_embedding()
+    up = get_upsampler("bilinear")
+    whole = up.dense(emb, None, (24, 30))
+    block = up.dense(emb, None, (24, 30), (slice(5, 17), slice(3, 29)))
+    np.testing.assert_array_equal(block, whole[:, 5:17, 3:29])
+
+
+def test_registered_bilinear_has_provenance_and_signature():
+    up = get_upsampler("bilinear")
+    assert isinstance(up, BilinearUpsampler)
+    sig = up.signature()
+    assert sig["upsampler"] == "bilinear" and sig["plugin"] == {"distribution": "vfm-features", "version": "1"}
+    assert BilinearUpsampler().signature() == sig  # built directly or by the registry: one signature
+
+
+def test_resize_probabilities_keeps_sums_and_shape():
+    proba = np.random.default_rng(0).dirichlet([1, 1, 1], size=(6, 8)).transpose(2, 0, 1).astype(np.float32)
+    out = resize_probabilities(proba, (24, 32))
+    assert out.shape == (3, 24, 32)
+    np.testing.assert_allclose(out.sum(0), 1, rtol=1e-5)
+    assert resize_probabilities(proba, (6, 8)) is proba

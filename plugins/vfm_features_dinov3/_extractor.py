@@ -12,11 +12,11 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from vfm_features import Embedding, InputError, WeightsError
+from vfm_features import InputError, WeightsError
 from vfm_features.models.base import ModelExtractor, load_strict
 from vfm_features.models.contract import InputContract
 

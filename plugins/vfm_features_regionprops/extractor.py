@@ -8,7 +8,7 @@ import numpy as np
 
 from vfm_features import InputError, ObjectFeatureExtractor, ObjectFeatures
 from vfm_features.preprocess import select_channels, to_planes
-from vfm_features.validation import check_instance_mask
+from vfm_features.validation import check_channels, check_instance_mask
 
 from .properties import SKIMAGE_PROPERTIES, feature_names, table_columns
 
@@ -23,15 +23,7 @@ class RegionpropsExtractor(ObjectFeatureExtractor):
     """
 
     def __init__(self, spec, *, channels: str | Sequence[int] = "sum") -> None:
-        if isinstance(channels, str):
-            if channels not in ("sum", "per_channel"):
-                raise InputError(f"channels={channels!r} is unknown; use 'sum', 'per_channel' or a list of channel indices.")
-        else:
-            try:
-                channels = tuple(int(c) for c in channels)
-            except (TypeError, ValueError):
-                raise InputError(f"channels must be 'sum', 'per_channel' or a list of integers; got {channels!r}.") from None
-        super().__init__(spec, channels=channels)
+        super().__init__(spec, channels=check_channels(channels, ("sum", "per_channel")))
 
     def feature_names(self, n_channels: int = 1) -> list[str]:
         """Output names for an image with ``n_channels`` channels."""
@@ -61,7 +53,12 @@ class RegionpropsExtractor(ObjectFeatureExtractor):
         n_int = None if intensity.shape[-1] == 1 else intensity.shape[-1]
         if n_int is None:
             intensity = intensity[..., 0]
-        table = regionprops_table(labels, intensity, properties=("label",) + SKIMAGE_PROPERTIES)
+        # ids 1..n: skimage sizes some of its arrays by the largest id (2**36 would exhaust memory)
+        from skimage.segmentation import relabel_sequential
+
+        sequential, _, inverse = relabel_sequential(labels)
+        table = regionprops_table(sequential, intensity, properties=("label",) + SKIMAGE_PROPERTIES)
         order = np.argsort(table["label"], kind="stable")
         values = np.stack([np.asarray(table[col], dtype=np.float64)[order] for col in table_columns(n_int)], axis=1)
-        return ObjectFeatures(np.asarray(table["label"], dtype=np.int64)[order], values.astype(np.float32), names)
+        ids = np.asarray(inverse[np.asarray(table["label"], dtype=np.int64)[order]], dtype=np.int64)
+        return ObjectFeatures(ids, values.astype(np.float32), names)

@@ -9,6 +9,7 @@ the core's, from :meth:`SamExtractor.input_contract`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from vfm_features import InputError
@@ -27,8 +28,15 @@ def _architecture(value: Any) -> SamArchitecture:
         return value
     if isinstance(value, str) and value in ARCHITECTURES:
         return ARCHITECTURES[value]
-    raise InputError(f"architecture={value!r} is unknown; use one of {sorted(ARCHITECTURES)} "
-                     "or a vfm_features_sam.SamArchitecture.")
+    if isinstance(value, Mapping):
+        return SamArchitecture.from_dict(value)
+    raise InputError(f"architecture={value!r} is unknown; use one of {sorted(ARCHITECTURES)}, "
+                     "a vfm_features_sam.SamArchitecture or its as_dict().")
+
+
+def _plain_architecture(arch: SamArchitecture) -> str | dict:
+    """How options hold an architecture: the name of an official one, else its fields as plain data."""
+    return arch.name if ARCHITECTURES.get(arch.name) == arch else arch.as_dict()
 
 
 class SamExtractor(ModelExtractor):
@@ -37,12 +45,13 @@ class SamExtractor(ModelExtractor):
     Takes the options of :class:`vfm_features.ModelExtractor` (weights in SAM or
     micro-sam layout, device, precision, channels, ...); intensities are scaled to
     0..1 and then to 0..255 as SAM expects. ``architecture`` is set by the
-    variant; a :class:`SamArchitecture` builds a custom encoder (tests).
+    variant; a :class:`SamArchitecture` (or its ``as_dict()``) builds a custom
+    encoder (tests). Options keep it as plain data, so that classifiers save it.
     """
 
-    def __init__(self, spec: Any, *, architecture: str | SamArchitecture = "vit_b", **options: Any) -> None:
-        _architecture(architecture)
-        super().__init__(spec, architecture=architecture, **options)
+    def __init__(self, spec: Any, *, architecture: str | SamArchitecture | Mapping = "vit_b",
+                 **options: Any) -> None:
+        super().__init__(spec, architecture=_plain_architecture(_architecture(architecture)), **options)
         self._weights: tuple[Any, str] | None = None  # (path, verified hash)
         self._layout: str | None = None
 
@@ -75,12 +84,6 @@ class SamExtractor(ModelExtractor):
     def weights_layout(self) -> str | None:
         """Checkpoint layout found when loading ('SAM state dict', 'micro-sam checkpoint …'), None before."""
         return self._layout
-
-    def signature(self) -> dict[str, Any]:
-        sig = super().signature()
-        arch = self.architecture
-        sig["options"]["architecture"] = arch.name if ARCHITECTURES.get(arch.name) == arch else repr(arch)
-        return sig
 
     def embedding_meta(self) -> dict[str, Any]:
         return {"layout": self._layout}

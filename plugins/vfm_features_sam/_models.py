@@ -11,9 +11,10 @@ declares it (the model pages themselves were not checked).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, fields
 
-from vfm_features import ExtractorSpec
+from vfm_features import ExtractorSpec, InputError
 
 FACTORY = "vfm_features_sam._extractor:SamExtractor"
 OUT_CHANNELS = 256
@@ -39,6 +40,38 @@ class SamArchitecture:
     def grid(self) -> int:
         """Embedding cells per side of the (padded) model input."""
         return self.img_size // self.patch_size
+
+    def as_dict(self) -> dict:
+        """Plain data (for options, signatures and classifier files); :meth:`from_dict` reads it back."""
+        return {**asdict(self), "global_attn_indexes": list(self.global_attn_indexes)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "SamArchitecture":
+        """A SamArchitecture from plain data, checked: the field names, integers, a list of block indices."""
+        names = [f.name for f in fields(cls)]
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        unknown, missing = sorted(set(map(str, data)) - set(names)), [n for n in required if n not in data]
+        if unknown or missing:
+            raise InputError(f"architecture={dict(data)!r}: unknown field(s) {unknown}, missing {missing}; "
+                             f"a SamArchitecture has {', '.join(names)}.")
+        values = dict(data)
+        for name, value in values.items():
+            if name == "name":
+                ok = isinstance(value, str)
+            elif name == "global_attn_indexes":
+                ok = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+            else:
+                ok = _is_int(value) and value > 0
+            if not ok:
+                kind = {"name": "a string", "global_attn_indexes": "a list of block indices"}.get(
+                    name, "a positive integer")
+                raise InputError(f"architecture field {name}={value!r} must be {kind}.")
+        values["global_attn_indexes"] = tuple(int(v) for v in values["global_attn_indexes"])
+        return cls(**values)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # Official values from segment_anything/build_sam.py.

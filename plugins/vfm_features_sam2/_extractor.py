@@ -1,7 +1,9 @@
 """Sam2Extractor: the SAM2 / SAM2.1 image encoder (Hiera trunk + FPN neck) as a feature extractor.
 
-torch, hydra and sam2 are imported inside methods: building the extractor only
-stores options; the model is built on first use (or by :meth:`Sam2Extractor.load`).
+torch and sam2 are imported inside methods: building the extractor only stores
+(and checks) options; the model is built on first use (or by :meth:`Sam2Extractor.load`).
+The encoder is built from plain data (the model table, or a checked ``config``,
+see :mod:`vfm_features_sam2._config`); hydra is never called.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from vfm_features import Embedding, InputError, WeightsError
+from vfm_features import InputError, WeightsError
 from vfm_features.models.base import ModelExtractor, load_strict
 from vfm_features.models.contract import InputContract
 
-from ._models import DEFAULT_STRIDE, INPUT_SIZE, MODELS, OUT_CHANNELS, PIXEL_MEAN, PIXEL_STD, STRIDES
+from ._config import build_image_encoder, plain, read_config
+from ._models import ARCHITECTURES, DEFAULT_STRIDE, INPUT_SIZE, MODELS, PIXEL_MEAN, PIXEL_STD, STRIDES
 
 _ENCODER_PREFIX = "image_encoder."
-_ALLOWED_TARGET_PREFIX = "sam2.modeling."
 
 
 class Sam2Extractor(ModelExtractor):
@@ -58,8 +60,9 @@ class Sam2Extractor(ModelExtractor):
       Smaller is faster but coarser.
     - ``config``: a SAM2 model config (YAML file or mapping with
       ``model.image_encoder``, or the ``image_encoder`` mapping itself) for
-      architectures other than the released ones; only ``sam2.modeling.*`` classes
-      may be instantiated.
+      architectures other than the released ones. It is data, not code: each
+      section builds its one sam2 class, values must be numbers, flags or lists of
+      integers, and anything else is refused (see :mod:`vfm_features_sam2._config`).
     - ``seed``: seed of the random initialisation (``pretrained=False``); default 0.
     - ``progress``: download progress: True (tqdm bar), False, or a callable
       ``progress(bytes_done, bytes_total_or_None)``.
@@ -85,18 +88,19 @@ class Sam2Extractor(ModelExtractor):
                              f"FPN need it); got {input_size!r}. The models were trained at {INPUT_SIZE}.")
         if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
             raise InputError(f"config must be a YAML file path or a mapping; got {type(config).__name__}.")
-        super().__init__(
-            spec, level=int(level), input_size=None if input_size is None else int(input_size),
-            config=str(config) if isinstance(config, (str, os.PathLike)) else _plain(config), **options)
+        config = str(config) if isinstance(config, (str, os.PathLike)) else plain(config)
+        # checked now, so that a config that is not a SAM2 image encoder is refused before anything runs
+        self._architecture, self._image_size = (
+            (ARCHITECTURES[MODELS[spec.variant].architecture], None) if config is None else read_config(config))
+        super().__init__(spec, level=int(level), input_size=None if input_size is None else int(input_size),
+                         config=config, **options)
         self._weights: tuple[Path, str] | None = None  # (file, verified "algo:hexdigest")
 
     # -- description ---------------------------------------------------------
     @property
     def out_channels(self) -> int:
         """Channels of one FPN level (256 for every released model)."""
-        if self.options["config"] is None:
-            return OUT_CHANNELS
-        return int(self._config()[0]["neck"]["d_model"])
+        return int(self._architecture["neck"]["d_model"])
 
     @property
     def features_per_image(self) -> int:
@@ -123,23 +127,15 @@ class Sam2Extractor(ModelExtractor):
         import torch
 
         state = self._checkpoint_state() if self.options["pretrained"] else None
-        encoder_cfg, _ = self._config()
-        _check_targets(encoder_cfg)
-        from hydra.utils import instantiate
-
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.options["seed"])
-            encoder = instantiate(encoder_cfg)
+            encoder = build_image_encoder(self._architecture)
         if state is not None:
             self._load_state(encoder, state)
         return encoder
 
     def _model_size(self) -> int:
-        if self.options["input_size"]:
-            return int(self.options["input_size"])
-        if self.options["config"] is None:
-            return INPUT_SIZE
-        return int(self._config()[1] or INPUT_SIZE)
+        return int(self.options["input_size"] or self._image_size or INPUT_SIZE)
 
     def input_contract(self) -> InputContract:
         return InputContract(size=self._model_size(), resize="stretch", stride=int(self.options["level"]),
@@ -151,37 +147,12 @@ class Sam2Extractor(ModelExtractor):
     def embedding_meta(self) -> dict[str, Any]:
         return {"level": int(self.options["level"]), "input_size": self._model_size()}
 
-    def _config(self) -> tuple[dict, int | None]:
-        """The image-encoder section of the model config as plain containers, and ``model.image_size``.
-
-        The variant's packaged YAML unless ``config`` is given. Only the encoder
-        section is resolved, so interpolations elsewhere (training configs) do no harm.
-        """
-        from omegaconf import DictConfig, OmegaConf
-
-        cfg = self.options["config"]
-        if cfg is None:
-            import importlib.resources
-
-            text = importlib.resources.files("sam2").joinpath(MODELS[self.spec.variant].config).read_text()
-            conf = OmegaConf.create(text)
-        elif isinstance(cfg, Mapping):
-            conf = OmegaConf.create(dict(cfg))
-        else:
-            path = Path(cfg).expanduser()
-            if not path.is_file():
-                raise InputError(f"config={cfg!r} does not exist; pass a SAM2 model YAML file or a mapping.")
-            conf = OmegaConf.load(path)
-        for key in ("model.image_encoder", "image_encoder", ""):
-            node = OmegaConf.select(conf, key) if key else conf
-            if isinstance(node, DictConfig) and {"_target_", "trunk", "neck"} <= set(node.keys()):
-                break
-        else:
-            raise InputError("The SAM2 config has no image encoder: expected 'model: image_encoder: …' as in "
-                             "sam2/configs/sam2.1/*.yaml, or an 'image_encoder' mapping with _target_, trunk "
-                             "and neck.")
-        image_size = OmegaConf.select(conf, "model.image_size")
-        return OmegaConf.to_container(node, resolve=True), (int(image_size) if image_size else None)
+    def signature(self) -> dict[str, Any]:
+        sig = super().signature()
+        if isinstance(self.options["config"], str):  # a file: what it says decides the features, not its name
+            sig["options"]["config"] = {"model": {"image_size": self._image_size,
+                                                  "image_encoder": self._architecture}}
+        return sig
 
     def _weights_file(self) -> tuple[Path, str]:
         if self._weights is None:
@@ -217,29 +188,6 @@ class Sam2Extractor(ModelExtractor):
 
 
 # -- helpers -------------------------------------------------------------------
-def _plain(node: Any) -> Any:
-    """Mappings and lists (also OmegaConf containers) as plain dicts and lists, for signatures and hydra."""
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)) or type(node).__name__ == "ListConfig":
-        return [_plain(v) for v in node]
-    return node
-
-
-def _check_targets(node: Any, where: str = "image_encoder") -> None:
-    """Refuse ``_target_`` outside ``sam2.modeling``: a config must not run arbitrary callables."""
-    if isinstance(node, Mapping):
-        target = node.get("_target_")
-        if target is not None and not str(target).startswith(_ALLOWED_TARGET_PREFIX):
-            raise InputError(f"config {where}._target_={target!r} is not allowed; only classes from "
-                             f"{_ALLOWED_TARGET_PREFIX}* may be instantiated.")
-        for key, value in node.items():
-            _check_targets(value, f"{where}.{key}")
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            _check_targets(value, f"{where}[{i}]")
-
-
 def _pick_level(fpn: Sequence[Any], input_size: int, stride: int) -> Any:
     for feat in fpn:
         if feat.shape[-1] * stride == input_size:

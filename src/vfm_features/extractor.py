@@ -71,6 +71,20 @@ def accepted_options(factory: Callable[..., Any], declared: Mapping[str, Any] = 
     return set(names) | (set(declared) | set(SHARED_OPTIONS) if var else set())
 
 
+def check_options(spec: ExtractorSpec, factory: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """Refuse options a factory does not take: misspelt options fail, also for ``**options`` factories.
+
+    A factory that passes ``**options`` on to the base class takes the options its
+    spec declares (with their defaults) and the shared ``tile_shape`` / ``halo``.
+    """
+    known = accepted_options(factory, spec.options)
+    unknown = set(options) - known
+    if unknown:
+        raise UnknownOptionError(
+            f"Extractor {spec.name!r} does not take the option(s) {sorted(unknown)}. Its options: "
+            f"{', '.join(sorted(known)) or 'none'}; see 'vfm-features list --details'.")
+
+
 class _ExtractorBase(ABC):
     """Stores the spec and options; constructors do nothing else (weights load lazily).
 
@@ -91,12 +105,6 @@ class _ExtractorBase(ABC):
     _TRANSIENT: tuple[str, ...] = ()  # attributes dropped when pickling (loaded models, locks)
 
     def __init__(self, spec: ExtractorSpec, **options: Any) -> None:
-        unknown = set(options) - accepted_options(type(self), spec.options) - set(SHARED_OPTIONS)
-        if unknown:
-            known = sorted(accepted_options(type(self), spec.options) | set(SHARED_OPTIONS))
-            raise UnknownOptionError(
-                f"Extractor {spec.name!r} does not take the option(s) {sorted(unknown)}. Its options: "
-                f"{', '.join(known)}; see 'vfm-features list --details'.")
         self.spec = spec
         self.options = dict(options)
 

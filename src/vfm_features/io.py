@@ -171,5 +171,5 @@ def check_outputs(outputs: list[str | os.PathLike], *, inputs: list[str | os.Pat
         existing = [str(o) for o in outs if o.exists() or o.is_symlink()]
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise InputError(f"{existing[0]}{more} exists already; pass --overwrite (overwrite=True) to "
+            raise InputError(f"{existing[0]}{more} exists already; use --overwrite (overwrite=True in Python) to "
                              "replace it, or choose another output.")

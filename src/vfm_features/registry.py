@@ -254,8 +254,16 @@ class Registry:
             "Run 'vfm-features list' to see every installed extractor.")
 
     def get(self, name: str, **options: Any) -> Any:
+        from .extractor import check_options
+
         spec = self.resolve(name)
-        return _build(spec, "Extractor", lambda f: f(spec, **{**spec.options, **options}), options)
+
+        def build(factory: Any) -> Any:
+            merged = {**spec.options, **options}
+            check_options(spec, factory, merged)
+            return factory(spec, **merged)
+
+        return _build(spec, "Extractor", build, options)
 
     # -- upsamplers ------------------------------------------------------------
     def upsampler_specs(self) -> dict[str, UpsamplerSpec]:

@@ -8,7 +8,7 @@ an extractor (name or instance), for pixel extractors an upsampler, and a head
 
 from __future__ import annotations
 
-import threading
+import json
 import warnings
 from typing import Any
 
@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from vfm_features.errors import ExtractorMismatchError, InputError
 from vfm_features.extractor import accepted_options
 from vfm_features.features.source import LastEmbedding, build_extractor, embed_plane
+from vfm_features.hashing import canonical_json
 from vfm_features.registry import default_registry, get_head, get_upsampler
 from vfm_features.validation import (
     check_bool,
@@ -41,6 +42,42 @@ def intensity_range(plane: np.ndarray) -> tuple[list[float], list[float]]:
     step = max(1, len(flat) // _SAMPLE_LIMIT)
     lo, hi = np.percentile(flat[::step].astype(np.float64), [1, 99], axis=0)
     return [float(v) for v in lo], [float(v) for v in hi]
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Where two signatures differ, as 'path: a vs b' lines (values shortened)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    if a == b:
+        return []
+
+    def short(v: Any) -> str:
+        text = json.dumps(v, sort_keys=True, default=repr)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [f"{path or 'signature'}: {short(a)} vs {short(b)}"]
+
+
+def _rescaled(tl: float, th: float, lo: float, hi: float, factor: float = 1.8) -> bool:
+    """True when an image's 1..99 % intensity range looks like the training range rescaled or shifted away.
+
+    A darker or brighter field of view of the same acquisition keeps its background
+    level (1st percentile) and overlaps the training range; a rescaled image (0..1
+    instead of uint16, twice the exposure) moves both ends by one factor or leaves
+    the range altogether.
+    """
+    if hi < tl or lo > th:
+        return True
+    if hi > 3 * th > 0:
+        return True
+    if tl > 0 and th > 0 and lo > 0:
+        up = lo / tl >= factor and hi / th >= factor
+        down = lo / tl <= 1 / factor and hi / th <= 1 / factor
+        return up or down
+    return False
 
 
 class BaseClassifier(ClassifierMixin, BaseEstimator):
@@ -135,12 +172,14 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def _check_signature(self) -> None:
         """The features at prediction must be those of training: same extractor, options, weights, upsampler."""
         expected = getattr(self, "signature_", None)
-        current = self._current_signature()
+        current = json.loads(canonical_json(self._current_signature()))
         if expected is not None and current != expected:
-            diff = sorted(k for k in set(expected) | set(current) if expected.get(k) != current.get(k))
+            diff = differences(expected, current)
+            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise ExtractorMismatchError(
-                f"This classifier was trained on features {expected} but is applied with {current} (they differ "
-                f"in {', '.join(diff)}); use the same extractor, options, weights and upsampler, or retrain.")
+                f"This classifier was trained on other features than it is applied with ({shown}: trained "
+                "with the first, now the second). Use the same extractor, options, weights, plugin version and "
+                "upsampler as in training, or retrain.")
 
     # -- intensities --------------------------------------------------------------------------
     def _record_intensity(self, key: Any, plane: np.ndarray) -> None:
@@ -166,8 +205,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             return
         lo, hi = intensity_range(plane)
         for c, (tl, th, l, h) in enumerate(zip(train["p1"], train["p99"], lo, hi)):
-            span_t, span = max(th - tl, 1e-12), max(h - l, 1e-12)
-            if span > 2 * span_t or span < 0.5 * span_t or l > th or h < tl:
+            if _rescaled(tl, th, l, h):
                 self._intensity_warned = True
                 warnings.warn(
                     f"Channel {c} of this image has intensities {l:.4g}..{h:.4g} (1st..99th percentile), far "
@@ -196,7 +234,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self.head_ = head
         self.classes_ = np.asarray(head.classes_)
         self.n_features_in_ = int(head.n_features_in_)
-        self.signature_ = signature
+        self.signature_ = json.loads(canonical_json(signature))  # as a file stores it
         self.intensity_range_ = self._intensity_summary()
 
 

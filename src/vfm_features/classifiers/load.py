@@ -101,7 +101,8 @@ def load_classifier(path: str | os.PathLike, *, extractor_options: dict | None =
             params[key] = tuple(params[key])
     clf = cls(extractor=extractor if extractor is not None else ext["name"], extractor_options=options,
               upsampler=up["name"] if up is not None else "bilinear", upsampler_options=up_options,
-              head=head_block["name"], head_options=dict(head_block["params"]), cache=cache, **params)
+              head=head_block["name"], head_options=head.get_params() if hasattr(head, "get_params") else None,
+              cache=cache, **params)
     clf._check_params()
     clf.head_ = head
     clf.classes_ = np.asarray(head.classes_)

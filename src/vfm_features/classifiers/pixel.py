@@ -163,18 +163,19 @@ class PixelClassifier(BaseClassifier):
             raise InputError(f"labels have shape {labels.shape} but the prediction is {pred.shape}.")
         return macro_f1(labels, pred)
 
-    def predict_proba_plane(self, plane: np.ndarray, *, region: Any = None,
-                            grid: tuple[int, int] | None = None) -> np.ndarray:
+    def predict_proba_plane(self, plane: np.ndarray, *, region: Any = None, grid: tuple[int, int] | None = None,
+                            embedding: Any = None) -> np.ndarray:
         """(K, H, W) probabilities of a validated (Y, X, C) plane (``region`` of it, on ``grid``).
 
         ``grid`` defaults to ``working_shape`` (clipped to the plane); ``region``
         = (row slice, column slice) of the grid limits the output, which is then
         not resized back to the plane (block prediction reads it as it is).
+        ``embedding`` skips embedding the plane (the caller computed it).
         """
         check_is_fitted(self, "head_")
         extractor, upsampler = self._components()
         self._warn_intensity(plane)
-        emb = self._embed(extractor, plane)
+        emb = self._embed(extractor, plane) if embedding is None else embedding
         if upsampler.n_features(emb) != self.n_features_in_:
             raise InputError(
                 f"The input gives {upsampler.n_features(emb)} features but the classifier was trained on "

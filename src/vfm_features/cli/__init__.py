@@ -3,12 +3,19 @@
 A module ``vfm_features.cli.<name>`` provides ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when its command runs, so
 ``vfm-features --help`` and ``vfm-features list`` start without torch.
+
+Every failure - a usage error, a refused output, an unreadable or damaged
+file, a library error - exits with status 1 and one line on stderr,
+``vfm-features <command>: error: ...``. Set ``VFM_FEATURES_TRACEBACK=1`` to see
+the traceback instead (for bug reports). The rules for outputs are in
+:mod:`vfm_features.cli._common` and docs/cli.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from vfm_features._version import __version__
@@ -16,19 +23,30 @@ from vfm_features.errors import VFMFeaturesError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("list_cmd", "List installed extractors (--details for weights, hashes, licences)."),
-    "features": ("features_cmd", "Compute features of an image and write them to .zarr or .npy."),
-    "train": ("train_cmd", "Train a pixel or object classifier from images and labels."),
-    "predict": ("predict_cmd", "Apply a trained classifier to images."),
-    "demo": ("demo_cmd", "Train and evaluate classifiers on the shipped synthetic data."),
-    "evaluate": ("evaluate_cmd", "Label-efficiency evaluation (F1 vs budget, k folds x repeats)."),
+    "list": ("list_cmd", "List installed extractors, upsamplers (--upsamplers) or heads (--heads)."),
+    "features": ("features_cmd", "Compute the features of an image and write them to -o FILE (.npy or .zarr)."),
+    "train": ("train_cmd", "Train a pixel or object classifier and save it to -o FILE.vfmc."),
+    "predict": ("predict_cmd", "Apply a trained classifier to images; writes result files into -o DIR."),
+    "demo": ("demo_cmd", "Train and evaluate classifiers on synthetic data (or write that data with --save-data)."),
+    "evaluate": ("evaluate_cmd", "Label-efficiency evaluation (F1 vs budget); writes DIR/evaluation.csv and .png."),
 }
 
 
+class UsageError(Exception):
+    """A command line that argparse cannot parse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vfm-features",
-        description="Vision foundation model features for pixel and object classification.")
+        description="Vision foundation model features for pixel and object classification. A command that "
+                    "writes one file takes -o FILE, one that writes several takes -o DIR; existing outputs are "
+                    "replaced only with --overwrite. See docs/cli.md.")
     parser.add_argument("--version", action="version", version=f"vfm-features {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -44,21 +62,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(exc: BaseException) -> str:
+    """One line for the user: OSErrors name their path, decoding errors say what could not be read."""
+    from ._common import one_line
+
+    if isinstance(exc, OSError) and getattr(exc, "filename", None):
+        what = exc.strerror or type(exc).__name__
+        other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
+        return one_line(f"{exc.filename}{other}: {what}")
+    if isinstance(exc, UnicodeDecodeError):
+        return one_line(f"cannot decode a file as {exc.encoding} text ({exc.reason}); is it the right file?")
+    return one_line(str(exc)) or type(exc).__name__
+
+
+def _fail(command: str | None, text: str) -> int:
+    prefix = f"vfm-features {command}" if command else "vfm-features"
+    print(f"{prefix}: error: {text}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
+        return _fail(None, f"give a command: {', '.join(COMMANDS)} (see 'vfm-features --help').")
     if getattr(args, "_missing", False):
-        print(f"vfm-features: the '{args.command}' command is not available in this build.", file=sys.stderr)
-        return 2
+        return _fail(args.command, "this command is not available in this build.")
     module = importlib.import_module(f".{args._module}", __name__)
     try:
         return int(module.run(args) or 0)
-    except (VFMFeaturesError, ImportError, FileNotFoundError) as exc:
-        print(f"vfm-features {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        return _fail(args.command, "interrupted; no output was written.")
+    except (VFMFeaturesError, ImportError, OSError, ValueError, EOFError, MemoryError) as exc:
+        # user errors: unreadable, unwritable or damaged files, bad values, missing optional packages
+        if os.environ.get("VFM_FEATURES_TRACEBACK"):
+            raise
+        return _fail(args.command, _message(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,7 @@
-"""``vfm-features evaluate``: macro-F1 against label budget over folds x repeats, to a CSV and a plot."""
+"""``vfm-features evaluate``: macro-F1 against label budget over folds x repeats.
+
+Writes ``DIR/evaluation.csv`` and ``DIR/evaluation.png`` (``-o DIR``).
+"""
 
 from __future__ import annotations
 
@@ -39,8 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="registered extractor, repeatable (default: filters and regionprops)")
     p.add_argument("--option", "-O", action="append", metavar="NAME:KEY=VALUE",
                    help="extractor option, repeatable, e.g. -O filters:sigmas=[1,2]")
-    p.add_argument("--head", action="append", help="classification head, repeatable (default: rf); "
-                                                    "rf-reference is a 200-tree random forest")
+    p.add_argument("--head", action="append", metavar="NAME",
+                   help="classification head, repeatable (default: rf); rf-reference is a 200-tree random forest; "
+                        "see 'vfm-features list --heads'")
+    p.add_argument("--upsampler", metavar="NAME",
+                   help="how pixel extractors' embeddings are read at pixels (default: bilinear); "
+                        "see 'vfm-features list --upsamplers'")
     p.add_argument("--task", choices=("pixels", "objects"), action="append",
                    help="task(s) to run (default: every task the dataset has labels for)")
     p.add_argument("--pixel-budgets", help="comma-separated, e.g. 100,300,1e3,3e3,1e4,3e4,1e5 (the default)")
@@ -56,8 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--axes", help="axis order of the images when ambiguous, e.g. YXC")
     p.add_argument("--jobs", type=int, default=-1, help="threads for the heads (default: all cores)")
     p.add_argument("--cache", help="embedding cache directory reused across runs")
-    p.add_argument("--output", "-o", default="evaluation",
-                   help="output prefix: writes PREFIX.csv and PREFIX.png (default: evaluation)")
+    p.add_argument("--output", "-o", default="evaluation", metavar="DIR",
+                   help="folder for evaluation.csv and evaluation.png (default: evaluation)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DIR/evaluation.csv and DIR/evaluation.png if they exist")
 
 
 def _extractor_options(pairs: list[str] | None) -> dict[str, dict]:
@@ -74,15 +83,42 @@ def _extractor_options(pairs: list[str] | None) -> dict[str, dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
     import warnings
 
-    from vfm_features.evaluation.datasets import load_dataset, synthetic_dataset
     from vfm_features.errors import InputError
-    from vfm_features.evaluation.evaluate import evaluate
-    from vfm_features.evaluation.protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol
+    from vfm_features.registry import default_registry, get_spec
+
+    from ._common import Staging, check_output_dir, check_outputs, refuse
 
     if args.demo == bool(args.dataset):
         raise InputError("Give a dataset folder or --demo (not both).")
+    out = check_output_dir(args.output)
+    csv_out, png_out = out / "evaluation.csv", out / "evaluation.png"
+    plot = importlib.util.find_spec("matplotlib") is not None
+    check_outputs([csv_out, png_out] if plot else [csv_out], overwrite=args.overwrite)
+    tasks = args.task or None
+    if tasks == ["objects"]:
+        for flag, given in (("--pixel-budgets", args.pixel_budgets), ("--pixels-per-image", args.pixels_per_image)):
+            if given is not None:
+                raise refuse(flag, "applies to the pixels task; this run has --task objects only")
+    if tasks == ["pixels"] and args.object_budgets is not None:
+        raise refuse("--object-budgets", "applies to the objects task; this run has --task pixels only")
+    extractors = args.extractor or ["filters", "regionprops"]
+    if tasks == ["pixels"] and not args.extractor:
+        extractors = ["filters"]
+    heads = args.head or ["rf"]
+    upsampler = args.upsampler or "bilinear"
+    if args.upsampler:
+        default_registry().upsampler_spec(args.upsampler)
+        if all(get_spec(e).kind == "object" for e in extractors):
+            raise refuse("--upsampler", f"applies to pixel extractors; {', '.join(extractors)} compute object "
+                                        "features themselves")
+
+    from vfm_features.evaluation.datasets import load_dataset, synthetic_dataset
+    from vfm_features.evaluation.evaluate import evaluate
+    from vfm_features.evaluation.protocol import OBJECT_BUDGETS, PIXEL_BUDGETS, Protocol
+
     demo = DEMO if args.demo else {}
     if args.demo:
         dataset = synthetic_dataset(DEMO["images"], (DEMO["size"], DEMO["size"]), random_state=args.seed)
@@ -93,28 +129,22 @@ def run(args: argparse.Namespace) -> int:
     per_image = args.pixels_per_image if args.pixels_per_image is not None else demo.get("pixels_per_image", 100_000)
     pixel_budgets = _budgets(args.pixel_budgets or demo.get("pixel_budgets", "")) or list(PIXEL_BUDGETS)
     object_budgets = _budgets(args.object_budgets or demo.get("object_budgets", "")) or list(OBJECT_BUDGETS)
-    extractors = args.extractor or ["filters", "regionprops"]
-    tasks = args.task or None
-    if tasks == ["pixels"] and not args.extractor:
-        extractors = ["filters"]
+    setup = f"extractors {', '.join(extractors)}, heads {', '.join(heads)}, upsampler {upsampler}"
     print(f"vfm-features evaluate: {dataset.source} ({len(dataset)} images; tasks "
-          f"{', '.join(tasks or dataset.tasks)}), extractors {', '.join(extractors)}, heads "
-          f"{', '.join(args.head or ['rf'])}, {protocol.n_folds} folds x {protocol.n_repeats} repeats, "
-          f"seed {protocol.seed}")
+          f"{', '.join(tasks or dataset.tasks)}), {setup}, {protocol.n_folds} folds x {protocol.n_repeats} "
+          f"repeats, seed {protocol.seed}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = evaluate(dataset, extractors=extractors, heads=args.head or ["rf"], tasks=tasks,
+        result = evaluate(dataset, extractors=extractors, heads=heads, tasks=tasks, upsampler=upsampler,
                           pixel_budgets=pixel_budgets, object_budgets=object_budgets, protocol=protocol,
                           pixels_per_image=per_image or None, extractor_options=_extractor_options(args.option),
                           n_jobs=args.jobs, cache=args.cache, log=print)
     for w in caught:
         print(f"warning: {w.message}")
-    csv_path = result.to_csv(f"{args.output}.csv")
     print(result.summary())
-    try:
-        png = result.plot(f"{args.output}.png")
-    except ImportError as exc:
-        print(f"no plot: {exc}")
-        png = None
-    print(f"wrote {csv_path}" + (f" and {png}" if png else ""))
+    with Staging() as stage:
+        result.to_csv(stage.file(csv_out))
+        if plot:
+            result.plot(stage.file(png_out), title=f"{result.title()}\nheads {', '.join(heads)}; upsampler {upsampler}")
+    print(f"{setup}; wrote {csv_out}" + (f" and {png_out}" if plot else " (no plot: matplotlib is not installed)"))
     return 0

@@ -26,6 +26,7 @@ import numpy as np
 from vfm_features.errors import InputError
 from vfm_features.evaluation.datasets import Dataset
 from vfm_features.evaluation.metrics import macro_f1
+from vfm_features.evaluation.rows import EvalRow
 from vfm_features.evaluation.protocol import (
     OBJECT_BUDGETS,
     PIXEL_BUDGETS,
@@ -49,26 +50,6 @@ class BudgetWarning(UserWarning):
 
 
 @dataclass
-class EvalRow:
-    """One trained and scored head: a row of the evaluation CSV."""
-
-    task: str
-    extractor: str
-    head: str
-    budget: int | None  # None = all labels
-    n_train: int
-    n_test: int
-    repeat: int
-    fold: int
-    split: str  # images, blocks or objects
-    n_features: int
-    n_classes_test: int
-    macro_f1: float
-    train_s: float
-    predict_s: float
-
-
-@dataclass
 class Samples:
     """Labelled samples of one task: where they are and their class; features are per extractor."""
 
@@ -78,6 +59,7 @@ class Samples:
     coords: np.ndarray | None = None  # pixels: (n, 2) (y, x)
     ids: np.ndarray | None = None  # objects: (n,) instance id
     features: dict[str, Any] = field(default_factory=dict)  # extractor -> PixelSamples / ObjectSamples
+    upsamplers: dict[str, str] = field(default_factory=dict)  # extractor -> upsampler name ('-': none)
 
 
 @dataclass
@@ -187,6 +169,7 @@ def compute_features(name: str, options: dict | None, dataset: Dataset, samples:
         merged = (PixelSamples if s.task == "pixels" else ObjectSamples).concat(parts[s.task])
         # keep the task's sample order (image by image, as the protocol indexes them)
         s.features[name] = merged
+        s.upsamplers[name] = up.name if up is not None else "-"
     if log:
         log(f"features {name}: {time.perf_counter() - t0:.1f} s for {len(dataset)} image(s)")
 
@@ -221,8 +204,10 @@ def run_protocol(samples: Samples, budgets: Sequence[int | None], heads: Sequenc
                     too_big[budget] = (min(pool, len(train)), n + 1)
                 for extractor, data in samples.features.items():
                     for head_name in heads:
-                        rows.append(_train_and_score(samples.task, extractor, head_name, budget, data, samples.y,
-                                                     draw, test, y_test, repeat, fold, mode, protocol, n_jobs))
+                        row = _train_and_score(samples.task, extractor, head_name, budget, data, samples.y,
+                                               draw, test, y_test, repeat, fold, mode, protocol, n_jobs)
+                        row.upsampler = samples.upsamplers.get(extractor, "-")
+                        rows.append(row)
         if log:
             done = [r for r in rows if r.repeat == repeat]
             log(f"{samples.task}: repeat {repeat + 1}/{protocol.n_repeats} done "

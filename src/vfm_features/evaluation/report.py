@@ -10,14 +10,13 @@ from typing import Sequence
 
 import numpy as np
 
+from vfm_features.evaluation.rows import EvalRow
 from vfm_features.io import atomic_path
 
 TASK_UNITS = {"pixels": "labelled pixels used for training", "objects": "labelled objects used for training"}
 
 
 def _columns() -> list[str]:
-    from vfm_features.evaluation.evaluate import EvalRow
-
     return [f.name for f in fields(EvalRow)]
 
 
@@ -39,7 +38,6 @@ def write_csv(rows: Sequence, path: str | os.PathLike) -> Path:
 
 def read_csv(path: str | os.PathLike) -> list:
     """Rows written by :func:`write_csv`, back as ``EvalRow`` objects."""
-    from vfm_features.evaluation.evaluate import EvalRow
 
     types = {f.name: f.type for f in fields(EvalRow)}
     out = []

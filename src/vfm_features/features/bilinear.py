@@ -32,7 +32,7 @@ class BilinearUpsampler(Upsampler):
         return bilinear_sparse(embedding, coords)
 
 
-SPEC = UpsamplerSpec("bilinear", factory=BilinearUpsampler, features_version="1",
+SPEC = UpsamplerSpec("bilinear", factory=BilinearUpsampler, features_version="1", distribution="vfm-features",
                      description="bilinear interpolation of the embedding grid (no parameters)")
 
 

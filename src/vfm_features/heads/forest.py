@@ -1,138 +1,25 @@
-"""The random-forest heads ``rf`` (the default) and ``rf-reference``, for pixels and for objects.
+"""The ``rf`` and ``rf-reference`` heads as a plugin: specs only, so listing imports no scikit-learn.
 
-Both read feature rows (:meth:`PixelSamples.features`), fit a scikit-learn random
-forest with balanced class weights and predict through the blocked predictor,
-whose probabilities are bit-for-bit scikit-learn's (see
-:mod:`vfm_features.heads.forest_predict`). They save as plain arrays
-(:mod:`vfm_features.heads.forest_arrays`). Registered through the entry point
-``vfm_features.plugins: forest``, like a third-party head would be.
+Registered through the entry point ``vfm_features.plugins: forest``, like a
+third-party head would be; the heads themselves are in :mod:`.forest_heads`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-from sklearn.base import BaseEstimator
-
-from vfm_features.errors import InputError
 from vfm_features.hookspecs import hookimpl
 from vfm_features.spec import HeadSpec
-from vfm_features.validation import check_bool, check_int, check_n_jobs, check_random_state
 
-from .base import ObjectHead, PixelHead
-from .forest_arrays import forest_from_arrays, forest_to_arrays
-from .forest_predict import MAX_DEPTH, N_ESTIMATORS, make_forest, predict_proba_float32
-
-_PARAMS = ("n_estimators", "max_depth", "min_samples_leaf", "max_features", "n_jobs", "random_state", "fast")
-
-
-class _Forest(BaseEstimator):
-    """Fit and predict on feature rows; shared by the pixel and the object forest."""
-
-    def _check_params(self) -> None:
-        check_int(self.n_estimators, "n_estimators", hint="a forest needs at least one tree")
-        check_int(self.max_depth, "max_depth", allow_none=True, hint="None grows trees until the leaves are pure")
-        check_int(self.min_samples_leaf, "min_samples_leaf")
-        if not (self.max_features in ("sqrt", "log2", None)
-                or (isinstance(self.max_features, float) and 0 < self.max_features <= 1)
-                or (isinstance(self.max_features, int) and not isinstance(self.max_features, bool)
-                    and self.max_features >= 1)):
-            raise InputError(f"max_features={self.max_features!r} is not valid; use 'sqrt', 'log2', None, a "
-                             "fraction in (0, 1] or a positive number of features.")
-        check_n_jobs(self.n_jobs)
-        check_random_state(self.random_state)
-        check_bool(self.fast, "fast")
-
-    def fit(self, samples: Any) -> "_Forest":
-        self._check_params()
-        X, y = samples.features(), samples.y
-        if y is None:
-            raise InputError("fit() needs samples with classes (y).")
-        forest = make_forest(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                             min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
-                             n_jobs=self.n_jobs, random_state=self.random_state)
-        forest.fit(X, y)
-        self.forest_ = forest
-        self.classes_ = forest.classes_
-        self.n_features_in_ = int(X.shape[1])
-        return self
-
-    def predict_rows(self, X: np.ndarray) -> np.ndarray:
-        """(n, K) float32 probabilities of feature rows ``X`` (n, F)."""
-        if X.shape[1] != self.n_features_in_:
-            raise InputError(f"The input gives {X.shape[1]} features but the head was trained on "
-                             f"{self.n_features_in_}; use images with the same channels as in training.")
-        if self.fast:
-            return predict_proba_float32(self.forest_, X, n_jobs=self.n_jobs)
-        return np.asarray(self.forest_.predict_proba(np.asarray(X, np.float32)), np.float32)
-
-    def predict_proba(self, samples: Any) -> np.ndarray:
-        return self.predict_rows(samples.features())
-
-    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        params = {k: getattr(self, k) for k in _PARAMS}
-        return params, forest_to_arrays(self.forest_)
-
-    @classmethod
-    def from_state(cls, params: dict[str, Any], arrays: dict[str, np.ndarray], *, n_features: int) -> "_Forest":
-        unknown = set(params) - set(_PARAMS)
-        if unknown:
-            raise InputError(f"The forest parameters in this file hold unknown keys {sorted(unknown)}.")
-        head = cls(**params)
-        head._check_params()
-        forest_params = {k: params[k] for k in ("n_estimators", "max_depth", "min_samples_leaf", "max_features",
-                                                "n_jobs", "random_state") if k in params}
-        head.forest_ = forest_from_arrays(arrays, n_features, {**forest_params, "class_weight": "balanced"})
-        head.classes_ = head.forest_.classes_
-        head.n_features_in_ = n_features
-        return head
-
-
-class ForestPixelHead(_Forest, PixelHead):
-    """Random forest on features read at the labelled pixels (default: 64 trees of depth 10, all cores)."""
-
-    def __init__(self, *, n_estimators: int = N_ESTIMATORS, max_depth: int | None = MAX_DEPTH,
-                 min_samples_leaf: int = 1, max_features: Any = "sqrt", n_jobs: int | None = -1,
-                 random_state: int | None = None, fast: bool = True) -> None:
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.min_samples_leaf = min_samples_leaf
-        self.max_features = max_features
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.fast = fast
-
-    def predict_proba_dense(self, embedding, image, upsampler, out_shape, region=None) -> np.ndarray:
-        feats = upsampler.dense(embedding, image, out_shape, region)
-        C, r, c = feats.shape
-        return self.predict_rows(feats.reshape(C, -1).T).T.reshape(-1, r, c)
-
-
-class ForestObjectHead(_Forest, ObjectHead):
-    """Random forest on per-object feature rows (default: 200 trees grown to pure leaves, all cores)."""
-
-    def __init__(self, *, n_estimators: int = 200, max_depth: int | None = None, min_samples_leaf: int = 1,
-                 max_features: Any = "sqrt", n_jobs: int | None = -1, random_state: int | None = None,
-                 fast: bool = True) -> None:
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.min_samples_leaf = min_samples_leaf
-        self.max_features = max_features
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.fast = fast
-
-
+_PIXEL = "vfm_features.heads.forest_heads:ForestPixelHead"
+_OBJECT = "vfm_features.heads.forest_heads:ForestObjectHead"
 _REFERENCE = {"n_estimators": 200, "max_depth": 10, "fast": False}
 SPECS = (
-    HeadSpec("rf", factory=ForestPixelHead, kind="pixel", features_version="1",
+    HeadSpec("rf", factory=_PIXEL, kind="pixel", features_version="1",
              description="random forest, 64 trees of depth 10 on all cores, fast exact predictor (default)"),
-    HeadSpec("rf", factory=ForestObjectHead, kind="object", features_version="1",
+    HeadSpec("rf", factory=_OBJECT, kind="object", features_version="1",
              description="random forest, 200 trees to pure leaves on all cores, fast exact predictor (default)"),
-    HeadSpec("rf-reference", factory=ForestPixelHead, kind="pixel", features_version="1", options=_REFERENCE,
+    HeadSpec("rf-reference", factory=_PIXEL, kind="pixel", features_version="1", options=_REFERENCE,
              description="the seed's forest: 200 trees of depth 10, scikit-learn's own predict"),
-    HeadSpec("rf-reference", factory=ForestObjectHead, kind="object", features_version="1", options=_REFERENCE,
+    HeadSpec("rf-reference", factory=_OBJECT, kind="object", features_version="1", options=_REFERENCE,
              description="the seed's forest: 200 trees of depth 10, scikit-learn's own predict"),
 )
 

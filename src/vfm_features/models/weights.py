@@ -4,31 +4,32 @@ One rule for every plugin:
 
 1. A file the user passes (``weights=PATH``) wins.
 2. Otherwise the cache file ``cache_dir() / spec.weights_file`` is used when present.
-3. Otherwise ``spec.weights_url`` is downloaded into the cache (temp file, checksum,
-   atomic rename), unless offline mode is on or the weights are gated; then a
-   :class:`~vfm_features.errors.WeightsError` says what to download, from where and
-   where to put it.
+3. Otherwise ``spec.weights_url`` is downloaded into the cache with `pooch
+   <https://www.fatiando.org/pooch>`_ (a temporary file in the cache folder, the
+   published checksum checked, then moved into place), unless offline mode is on or
+   the weights are gated; then a :class:`~vfm_features.errors.WeightsError` says
+   what to download, from where and where to put it.
 
 Checksums are ``"algo:hexdigest"`` (``sha256``, ``xxh128`` or ``md5``; a ``sha256``
 digest may be a prefix of at least 6 hex digits). Where the publisher gives none,
 the sha256 of the file is recorded next to it on first use (``<file>.sha256``,
 trust on first use) and checked on every later load.
 
-Nothing here imports torch at module import time.
+Nothing here imports torch (or pooch) at module import time.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import importlib.util
 import logging
 import os
+import pickle
 import re
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Union
 
 from vfm_features.errors import InputError, WeightsError
 
@@ -59,7 +60,8 @@ HASH_ALGOS = ("sha256", "xxh128", "md5")
 SIDECAR_SUFFIX = ".sha256"
 _HEX_LEN = {"sha256": 64, "xxh128": 32, "md5": 32}
 _MIN_PREFIX = 6
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # download chunk: one progress report per MiB
+_TIMEOUT = 60  # seconds without data before a download is given up
 _TRUE = ("1", "true", "yes", "on")
 
 Progress = Union[bool, Callable[[int, Union[int, None]], None]]
@@ -100,27 +102,21 @@ def weights_filename(spec: "ExtractorSpec") -> str | None:
 
 
 # -- checksums ---------------------------------------------------------------
-def _hasher(algo: str) -> Any:
-    if algo == "xxh128":
-        try:
-            import xxhash
-        except ImportError:
-            raise WeightsError(
-                "Checking an xxh128 checksum needs the package xxhash, which is not installed. "
-                "Install it with: pip install 'vfm-features[hash]'") from None
-        return xxhash.xxh3_128()
-    if algo in ("sha256", "md5"):
-        return hashlib.new(algo)
-    raise InputError(f"Unknown hash algorithm {algo!r}; use one of {HASH_ALGOS}.")
+def _check_algo(algo: str) -> None:
+    if algo not in HASH_ALGOS:
+        raise InputError(f"Unknown hash algorithm {algo!r}; use one of {HASH_ALGOS}.")
+    if algo == "xxh128" and importlib.util.find_spec("xxhash") is None:
+        raise WeightsError(
+            "Checking an xxh128 checksum needs the package xxhash, which is not installed. "
+            "Install it with: pip install 'vfm-features[hash]'")
 
 
 def file_hash(path: str | os.PathLike, algo: str = "sha256") -> str:
-    """Hex digest of the file at ``path`` with ``algo`` ('sha256', 'xxh128' or 'md5'), read in 1 MiB chunks."""
-    h = _hasher(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex digest of the file at ``path`` with ``algo`` ('sha256', 'xxh128' or 'md5'), computed by pooch."""
+    _check_algo(algo)
+    import pooch
+
+    return pooch.file_hash(os.fspath(path), alg=algo)
 
 
 def parse_hash(expected: str) -> tuple[str, str]:
@@ -264,82 +260,221 @@ def _user_path(spec: "ExtractorSpec", path: Path) -> Path:
     return path
 
 
-def _download(spec: "ExtractorSpec", target: Path, progress: Progress) -> str:
-    url = str(spec.weights_url)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _stream(url, out, spec, target, progress)
-        if spec.weights_hash is not None:
-            try:
-                digest = verify_checksum(tmp, spec.weights_hash)
-            except WeightsError as exc:
-                raise WeightsError(f"Download of {url} for {spec.name} is corrupt: {exc}") from None
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if spec.weights_hash is None:
-        _sidecar(target).unlink(missing_ok=True)  # a stale record of an older file
-        digest = verify_checksum(target, None)  # records the sha256 (trust on first use)
-    log.info("Downloaded %s to %s", url, target)
-    return digest
+class _ProgressBar:
+    """pooch's progress-bar protocol (``total``, ``update``, ``reset``, ``close``) over our ``progress``.
 
+    pooch reports fixed chunk sizes; the bytes really received are read from the
+    size of the temporary file, which pooch flushes after every chunk. ``done`` and
+    ``total`` stay readable after a failure, for the error message.
+    """
 
-def _stream(url: str, out: Any, spec: "ExtractorSpec", target: Path, progress: Progress) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "vfm-features"})
-    try:
-        response = urllib.request.urlopen(request, timeout=60)
-    except urllib.error.HTTPError as exc:
-        gated = " (access denied: the weights may be gated)" if exc.code in (401, 403) else ""
-        raise WeightsError(f"Downloading weights for {spec.name} failed: HTTP {exc.code} {exc.reason}{gated}. "
-                           + _manual_help(spec, target)) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise WeightsError(f"Downloading weights for {spec.name} failed: {reason}. "
-                           + _manual_help(spec, target)) from None
-    with response:
-        total = response.headers.get("Content-Length")
-        total = int(total) if total and total.isdigit() else None
-        bar = None
-        if progress is True:
+    def __init__(self, progress: Progress, tmp_file: str, label: str):
+        self._progress, self._tmp, self._label = progress, tmp_file, label
+        self._bar: Any = None
+        self._total: int | None = None
+        self.done = 0
+
+    @property
+    def total(self) -> int | None:
+        return self._total
+
+    @total.setter
+    def total(self, value: int | None) -> None:  # pooch sets the Content-Length, 0 when unknown
+        self._total = int(value) if value else None
+        if self._progress is True and self._bar is None:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=target.name)
-        done = 0
+            self._bar = tqdm(total=self._total, unit="B", unit_scale=True, unit_divisor=1024, desc=self._label)
+
+    def measure(self) -> None:
+        with contextlib.suppress(OSError):
+            self.done = os.path.getsize(self._tmp)
+
+    def update(self, _chunk: int) -> None:
+        self.measure()
+        if self._bar is not None:
+            self._bar.update(self.done - self._bar.n)
+        elif callable(self._progress):
+            self._progress(self.done, self._total)
+
+    def reset(self) -> None:  # pooch resets then sets the final count; update() reads the real size
+        pass
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class _Downloader:
+    """A pooch downloader: pooch's HTTPDownloader with our progress adapter, timeout and user agent.
+
+    Also checks a published sha256 *prefix* (which pooch cannot compare) on the
+    temporary file, before pooch moves it into the cache.
+    """
+
+    def __init__(self, spec: "ExtractorSpec", label: str, progress: Progress, check_prefix: str | None):
+        self.spec, self.label, self.progress, self.check_prefix = spec, label, progress, check_prefix
+        self.bar: _ProgressBar | None = None
+        self.digest: str | None = None  # the verified "algo:hexdigest" when a prefix was checked
+        self.finished = False  # the file was received (and a prefix checked): pooch's hash check comes next
+
+    def __call__(self, url: str, output_file: str, pooch_obj: Any) -> None:
+        import pooch
+
+        self.bar = _ProgressBar(self.progress, output_file, self.label)
+        http = pooch.HTTPDownloader(progressbar=self.bar, chunk_size=_CHUNK, timeout=_TIMEOUT,
+                                    headers={"User-Agent": "vfm-features (pooch)"})
         try:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                out.write(chunk)
-                done += len(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-                elif callable(progress):
-                    progress(done, total)
-        except OSError as exc:  # connection lost, timeout, disk full
-            raise WeightsError(f"Download of {url} for {spec.name} failed after {done} bytes: {exc}. "
-                               "Try again. " + _manual_help(spec, target)) from None
+            http(url, output_file, pooch_obj)
         finally:
-            if bar is not None:
-                bar.close()
-    if total is not None and done != total:
-        raise WeightsError(f"Download of {url} for {spec.name} stopped after {done} of {total} bytes. "
-                           "Try again. " + _manual_help(spec, target))
+            self.bar.measure()  # the bytes received, before pooch deletes a failed download
+            self.bar.close()
+        if self.check_prefix is not None:
+            try:
+                self.digest = verify_checksum(output_file, self.check_prefix)
+            except WeightsError as exc:
+                raise WeightsError(f"Download of {url} for {self.spec.name} is corrupt: {exc}") from None
+        self.finished = True
+
+
+@contextlib.contextmanager
+def _pooch_log_level(level: int) -> Iterator[None]:
+    """pooch logs to stderr at INFO level; keep it quiet unless a progress bar was asked for."""
+    import pooch
+
+    logger = pooch.get_logger()
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _download(spec: "ExtractorSpec", target: Path, progress: Progress) -> str:
+    import pooch
+    import requests
+
+    url = str(spec.weights_url)
+    expected = parse_hash(spec.weights_hash) if spec.weights_hash else None
+    full = expected is not None and len(expected[1]) == _HEX_LEN[expected[0]]
+    if expected is not None:
+        _check_algo(expected[0])  # the xxhash install hint before downloading, not after
+    # pooch compares full digests itself; a sha256 prefix is checked by our downloader instead
+    known = ":".join(expected) if full and expected is not None else None
+    fetcher = pooch.create(path=target.parent, base_url="", registry={target.name: known},
+                           urls={target.name: url}, allow_updates=False)
+    downloader = _Downloader(spec, target.name, progress, None if full or expected is None else spec.weights_hash)
+    again = "Try again. " + _manual_help(spec, target)
+    try:
+        with _pooch_log_level(logging.INFO if progress is True else logging.WARNING):
+            fetcher.fetch(target.name, downloader=downloader)
+    except requests.HTTPError as exc:
+        code = exc.response.status_code if exc.response is not None else "?"
+        reason = exc.response.reason if exc.response is not None else exc
+        gated = " (access denied: the weights may be gated)" if code in (401, 403) else ""
+        raise WeightsError(f"Downloading weights for {spec.name} failed: HTTP {code} {reason}{gated}. "
+                           + _manual_help(spec, target)) from None
+    except requests.RequestException as exc:  # no connection, timeout, a response that broke off
+        bar = downloader.bar
+        if bar is not None and (bar.done or bar.total):
+            of = f" of {bar.total}" if bar.total else ""
+            raise WeightsError(f"Download of {url} for {spec.name} stopped after {bar.done}{of} bytes "
+                               f"({_first_line(exc)}). Nothing was saved. {again}") from None
+        raise WeightsError(f"Downloading weights for {spec.name} failed: {_first_line(exc)}. {again}") from None
+    except ValueError as exc:
+        if not (downloader.finished and known):
+            raise
+        # raised by pooch between our downloader and the move: its type for a checksum that does not
+        # match (it deleted the download)
+        raise WeightsError(
+            f"Download of {url} for {spec.name} is corrupt: Checksum mismatch, expected {spec.weights_hash} "
+            f"({exc}). Nothing was saved. {again}") from None
+    except OSError as exc:  # cache folder not writable, disk full
+        raise WeightsError(f"Could not save the weights for {spec.name} in {target.parent}: {exc}. "
+                           f"Set {CACHE_ENV} to a writable folder, or download the file yourself: "
+                           + _manual_help(spec, target)) from None
+    log.info("Downloaded %s to %s", url, target)
+    if expected is None:
+        _sidecar(target).unlink(missing_ok=True)  # a stale record of an older file
+        return verify_checksum(target, None)  # records the sha256 (trust on first use)
+    if full:
+        return ":".join(expected)  # verified by pooch before the file was moved into place
+    return downloader.digest or verify_checksum(target, spec.weights_hash)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (requests nests urllib3's exception in its args)."""
+    while exc.args and isinstance(exc.args[0], BaseException):
+        exc = exc.args[0]
+    text = (exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- loading -----------------------------------------------------------------
+def _is_legacy_checkpoint(path: Path) -> bool:
+    """True for torch's pre-1.6 (non-zip) format, which starts with a pickled magic number."""
+    import torch.serialization
+
+    magic = getattr(torch.serialization, "MAGIC_NUMBER", None)
+    if magic is None:
+        return False
+    head = pickle.dumps(magic, protocol=2)[:-1]  # without the STOP opcode
+    with open(path, "rb") as f:
+        return f.read(len(head)) == head
+
+
+def _resave_hint() -> str:
+    return ("To get a file that loads safely, load it once with trust_checkpoint=True (only if you trust its "
+            "source) and re-save the tensors alone: torch.save(state_dict, 'weights.pt'), where state_dict "
+            "is model.state_dict() or the checkpoint's dict of tensors.")
+
+
+def _refused(path: Path) -> WeightsError:
+    """The error for a file that ``torch.load(weights_only=True)`` refused with ``UnpicklingError``.
+
+    Which one it is comes from asking torch which globals the file needs, not from
+    torch's message: some -> the file pickles Python objects; none -> it is damaged.
+    Where torch cannot tell (a torch without ``get_unsafe_globals_in_checkpoint``,
+    or a pre-1.6 non-zip checkpoint, which it cannot inspect) the error says both.
+    """
+    import torch.serialization
+
+    ask = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    names: list[str] | None = None
+    if ask is not None:
+        try:
+            names = [str(name) for name in ask(str(path))]
+        except Exception:  # noqa: BLE001 - not a zip checkpoint: damaged, or torch's legacy format
+            names = None
+    if names:
+        first = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        return WeightsError(
+            f"Weights file {path} pickles Python objects besides tensors ({first}), which safe loading "
+            "(torch.load weights_only=True) refuses. trust_checkpoint=True loads it anyway, but unpickling "
+            "can run code stored in the file: use it only for a file from a source you trust. "
+            + _resave_hint())
+    if ask is None or (names is None and _is_legacy_checkpoint(path)):
+        return WeightsError(
+            f"Weights file {path} was refused by safe loading (torch.load weights_only=True), and this torch "
+            "cannot tell whether it pickles Python objects or is damaged. If it is damaged (truncated or "
+            "corrupted), delete it and download it again. If it pickles Python objects and you trust its "
+            "source, trust_checkpoint=True loads it (this can run code stored in the file). " + _resave_hint())
+    return WeightsError(f"Weights file {path} cannot be read as a torch checkpoint. It may be truncated or "
+                        "corrupted: delete it and download it again.")
+
+
 def load_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False) -> dict:
     """Load a torch checkpoint on the CPU, refusing pickled code unless ``trust_checkpoint``.
 
     ``torch.load(..., weights_only=True)`` accepts tensors and plain containers only.
     A checkpoint that pickles other objects (training configs, optimisers, numpy
-    scalars) raises :class:`WeightsError`; ``trust_checkpoint=True`` loads it with
-    ``weights_only=False``, which can run code from the file: use it only for a
-    file from a source you trust. A pickled ``nn.Module`` is turned into its state dict.
+    scalars) raises :class:`WeightsError` naming them, found by asking torch which
+    globals the file needs (not by reading torch's message); ``trust_checkpoint=True``
+    loads it with ``weights_only=False``, which can run code from the file: use it
+    only for a file from a source you trust. A pickled ``nn.Module`` is turned into
+    its state dict.
     """
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -348,25 +483,15 @@ def load_state_dict(path: str | os.PathLike, *, trust_checkpoint: bool = False) 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as exc:
-        msg = str(exc)
-        found = re.search(r"Unsupported (?:global|class):? (?:GLOBAL )?([\w.]+)", msg)
-        if not trust_checkpoint and found:
-            what = f" (first one: {found.group(1)})"
-            raise WeightsError(
-                f"Weights file {path} contains pickled Python objects besides tensors{what}, which "
-                "safe loading (torch.load weights_only=True) refuses. If you trust the source of this "
-                "file, pass trust_checkpoint=True to load it anyway (this can run code stored in the "
-                "file); otherwise re-save its state dict with torch.save(model.state_dict(), ...).") from None
-        detail = re.search(r"WeightsUnpickler error: \s*([^\n]+)", msg)
-        first = detail.group(1).strip() if detail else msg.splitlines()[0]
-        raise WeightsError(f"Weights file {path} cannot be read as a torch checkpoint ({first}). "
+        if not trust_checkpoint:
+            raise _refused(path) from None
+        raise WeightsError(f"Weights file {path} cannot be read as a torch checkpoint ({_first_line(exc)}). "
                            "It may be truncated or corrupted: delete it and download it again.") from None
     except ModuleNotFoundError as exc:
         raise WeightsError(f"Weights file {path} pickles objects from the module {exc.name!r}, which is not "
                            f"installed; install it to load this trusted checkpoint.") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (IndexError, KeyError, …)
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"Weights file {path} cannot be read as a torch checkpoint ({first}). "
+        raise WeightsError(f"Weights file {path} cannot be read as a torch checkpoint ({_first_line(exc)}). "
                            "It may be truncated or corrupted: delete it and download it again.") from None
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
