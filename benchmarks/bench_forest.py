@@ -20,7 +20,8 @@ from sklearn.ensemble import ExtraTreesClassifier
 from vfm_features.heads.forest_predict import blocked_predict_proba, make_forest, reference_forest
 from vfm_features.geometry import Embedding, EmbeddingGeometry
 from vfm_features.evaluation.metrics import macro_f1
-from vfm_features.features.upsample import get_upsampler
+from vfm_features import get_upsampler
+from vfm_features.features.upsample import resize_probabilities
 
 from data import class_embedding, dense_features, labelled_pixels, scene
 
@@ -128,9 +129,7 @@ def _time(fn, *args):
 
 def _upsample_proba(proba_grid: np.ndarray, grid: int, shape: tuple[int, int]) -> np.ndarray:
     K = proba_grid.shape[1]
-    coarse = Embedding(proba_grid.T.reshape(K, grid, grid).copy(),
-                       EmbeddingGeometry(shape, step=(shape[0] / grid, shape[1] / grid)))
-    return get_upsampler("bilinear").dense(coarse, shape).reshape(K, -1).T
+    return resize_probabilities(proba_grid.T.reshape(K, grid, grid).copy(), shape).reshape(K, -1).T
 
 
 def run(*, size: int = 1024, n_labels: int = 10_000, channels: int = 256, quick: bool = False,
@@ -140,7 +139,7 @@ def run(*, size: int = 1024, n_labels: int = 10_000, channels: int = 256, quick:
     emb_train = class_embedding(train.semantic, channels=channels, model_seed=0, image_seed=0)
     emb_test = class_embedding(test.semantic, channels=channels, model_seed=0, image_seed=1)
     coords, y = labelled_pixels(train.semantic, n_labels, seed=0)
-    X = get_upsampler("bilinear").sparse(emb_train, coords)
+    X = get_upsampler("bilinear").sparse(emb_train, None, coords)
     X_view = dense_features(emb_test)
     grids = {g: dense_features(emb_test, (g, g)) for g in {256, size // 2}}
     truth = test.semantic.ravel()

@@ -46,14 +46,14 @@ def class_embedding(semantic: np.ndarray, *, channels: int = 256, patch: int = 8
 
 def dense_features(embedding: Embedding, out_shape=None, band_rows: int = 128) -> np.ndarray:
     """(H' * W', C) float32 features on a grid spanning the image (default: every pixel)."""
-    from vfm_features.features.upsample import get_upsampler
+    from vfm_features import get_upsampler
 
     up = get_upsampler("bilinear")
     H, W = out_shape or embedding.image_shape
     out = np.empty((H, W, embedding.n_features), np.float32)
     for r0 in range(0, H, band_rows):
         rows = slice(r0, min(H, r0 + band_rows))
-        out[rows] = np.moveaxis(up.dense(embedding, (H, W), rows=rows), 0, -1)
+        out[rows] = np.moveaxis(up.dense(embedding, None, (H, W), rows), 0, -1)
     return out.reshape(H * W, -1)
 
 

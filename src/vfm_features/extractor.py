@@ -28,7 +28,7 @@ import numpy as np
 from .errors import InputError, PluginValidationError, UnknownOptionError
 from .features.tiling import embed_tiled, tiling_for
 from .geometry import Embedding
-from .hashing import jsonable
+from .component import Component
 from .preprocess import to_planes
 from .spec import ExtractorSpec
 
@@ -85,67 +85,11 @@ def check_options(spec: ExtractorSpec, factory: Callable[..., Any], options: Map
             f"{', '.join(sorted(known)) or 'none'}; see 'vfm-features list --details'.")
 
 
-class _ExtractorBase(ABC):
-    """Stores the spec and options; constructors do nothing else (weights load lazily).
-
-    Class attributes that plugins may extend:
-
-    ``RUNTIME_OPTIONS``
-        options that change how features are computed, not what they are (left
-        out of signatures, so a classifier trained on the GPU predicts on the CPU);
-    ``TRUST_OPTIONS``
-        options that load files or code (weights paths, trust flags, configs):
-        never written to or restored from a classifier file; the user gives
-        them when loading, and the signature (weights hash, config) is compared.
-    """
+class _ExtractorBase(Component, ABC):
+    """Stores the spec and options (see :class:`vfm_features.component.Component`); weights load lazily."""
 
     kind = "pixel"
-    RUNTIME_OPTIONS: tuple[str, ...] = ("device", "batch_size", "progress", "n_threads")
-    TRUST_OPTIONS: tuple[str, ...] = ("weights", "trust_checkpoint", "config")
-    _TRANSIENT: tuple[str, ...] = ()  # attributes dropped when pickling (loaded models, locks)
-
-    def __init__(self, spec: ExtractorSpec, **options: Any) -> None:
-        self.spec = spec
-        self.options = dict(options)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def weights_hash(self) -> str | None:
-        """Checksum of the weights in use (None for weight-free extractors)."""
-        return None
-
-    def signature(self) -> dict[str, Any]:
-        """What determines the features (name, options, weights, plugin version): caches and classifiers compare it."""
-        skip = set(self.RUNTIME_OPTIONS) | {"weights", "trust_checkpoint"}
-        return {"extractor": self.name,
-                "options": jsonable({k: v for k, v in self.options.items() if k not in skip}),
-                "weights_hash": self.weights_hash,
-                "plugin": self.spec.provenance()}
-
-    def saved_options(self) -> dict[str, Any]:
-        """The options a classifier file records: neither runtime nor trust-widening ones."""
-        skip = set(self.RUNTIME_OPTIONS) | set(self.TRUST_OPTIONS)
-        return {k: v for k, v in self.options.items() if k not in skip}
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        for attr in self._TRANSIENT:
-            state.pop(attr, None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_transient()
-
-    def _init_transient(self) -> None:
-        """Recreate what :attr:`_TRANSIENT` names after unpickling (locks, empty model slots)."""
-
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"{type(self).__name__}({self.name!r}{', ' + opts if opts else ''})"
+    _SIGNATURE_KEY = "extractor"
 
 
 class FeatureExtractor(_ExtractorBase):

@@ -85,6 +85,12 @@ def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def temporary_name(target: str | os.PathLike) -> Path:
+    """A hidden temporary next to ``target``, named so that :func:`clean_stale_temporaries` recognises it."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_MARK}{target.suffix}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
@@ -95,7 +101,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temporaries(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_MARK}{path.suffix}")
+    tmp = temporary_name(path)
     try:
         yield tmp
         if not tmp.exists():

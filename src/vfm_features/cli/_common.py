@@ -19,11 +19,11 @@ import json
 import os
 import shutil
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
 from vfm_features.errors import InputError
+from vfm_features.io import temporary_name
 
 TRUST_HELP = ("trust the model checkpoint (--weights, or the cached download): allows checkpoints that pickle "
               "Python objects, which can RUN CODE stored in the file; use only for files whose origin you trust")
@@ -161,11 +161,6 @@ def check_outputs(outputs: list[Path], *, inputs: Iterable[Any] = (), overwrite:
         _writable_folder(o)
 
 
-def _tmp_name(target: Path) -> Path:
-    # the naming of vfm_features.io.atomic_path, so that temporaries of a killed run are cleaned up later
-    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.vfm-tmp{target.suffix}")
-
-
 class Staging:
     """Outputs written to hidden temporaries and renamed into place together, or not at all.
 
@@ -197,14 +192,14 @@ class Staging:
     def file(self, target: str | os.PathLike) -> Path:
         target = Path(target)
         self._parents(target)
-        tmp = _tmp_name(target)
+        tmp = temporary_name(target)
         self._files.append((tmp, target))
         return tmp
 
     def folder(self, target: str | os.PathLike, replace_ok: Any = None) -> Path:
         target = Path(target)
         self._parents(target)
-        tmp = _tmp_name(target)
+        tmp = temporary_name(target)
         tmp.mkdir()
         self._folders.append((tmp, target, replace_ok))
         return tmp
@@ -236,7 +231,7 @@ class Staging:
         for tmp, target, _ in self._folders:
             old = None
             if target.exists():
-                old = _tmp_name(target).with_suffix(target.suffix + ".old")
+                old = temporary_name(target).with_suffix(target.suffix + ".old")
                 os.replace(target, old)
             try:
                 os.replace(tmp, target)

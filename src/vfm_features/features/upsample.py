@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from vfm_features.component import Component
 from vfm_features.errors import InputError
 from vfm_features.geometry import Embedding, EmbeddingGeometry
 
@@ -129,7 +130,7 @@ def resize_probabilities(proba: np.ndarray, out_shape: tuple[int, int]) -> np.nd
     return bilinear_dense(coarse, (H, W))
 
 
-class Upsampler(ABC):
+class Upsampler(Component, ABC):
     """Reads features of an :class:`Embedding` at image pixels, seeing the image it came from.
 
     Built by the registry as ``factory(spec, **options)``; a constructor only
@@ -140,35 +141,11 @@ class Upsampler(ABC):
 
     RUNTIME_OPTIONS: tuple[str, ...] = ("device", "batch_size", "progress", "chunk_size", "n_threads")
     TRUST_OPTIONS: tuple[str, ...] = ("weights", "trust_checkpoint")
-
-    def __init__(self, spec: Any, **options: Any) -> None:
-        self.spec = spec
-        self.options = dict(options)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def weights_hash(self) -> str | None:
-        return None
+    _SIGNATURE_KEY = "upsampler"
 
     def n_features(self, embedding: Embedding) -> int:
         """Channels of the features read from ``embedding`` (the same by default)."""
         return embedding.n_features
-
-    def signature(self) -> dict[str, Any]:
-        """What determines the features read: part of classifier signatures and cache keys."""
-        from vfm_features.hashing import jsonable
-
-        skip = set(self.RUNTIME_OPTIONS) | {"weights", "trust_checkpoint"}
-        return {"upsampler": self.name,
-                "options": jsonable({k: v for k, v in self.options.items() if k not in skip}),
-                "weights_hash": self.weights_hash, "plugin": self.spec.provenance()}
-
-    def saved_options(self) -> dict[str, Any]:
-        skip = set(self.RUNTIME_OPTIONS) | set(self.TRUST_OPTIONS)
-        return {k: v for k, v in self.options.items() if k not in skip}
 
     @abstractmethod
     def dense(self, embedding: Embedding, image: np.ndarray | None, out_shape: tuple[int, int] | None = None,
@@ -178,7 +155,3 @@ class Upsampler(ABC):
     @abstractmethod
     def sparse(self, embedding: Embedding, image: np.ndarray | None, coords: np.ndarray) -> np.ndarray:
         """Features (N, C') float32 at image pixel ``coords`` (N, 2) as (y, x)."""
-
-    def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"{type(self).__name__}({self.name!r}{', ' + opts if opts else ''})"

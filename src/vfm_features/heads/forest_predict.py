@@ -8,8 +8,8 @@ Default forest
     0.01 of the reference while a retrain costs about a third and a prediction
     about a third (a sixth together with the fast predictor). Extremely randomised
     trees fit faster but lost up to 0.01 macro-F1 on 256-channel embeddings.
-    ``make_forest`` returns a plain scikit-learn estimator, so classifiers save it
-    with skops as before.
+    ``make_forest`` returns a plain scikit-learn estimator; classifier files store
+    it as its node arrays (:mod:`vfm_features.heads.forest_arrays`).
 
 Fast predictor
     :func:`predict_proba_float32` walks the fitted trees block by block: a block of
