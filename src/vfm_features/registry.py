@@ -32,7 +32,7 @@ from . import hookspecs
 from .errors import PluginValidationError, UnknownExtractorError, UnknownOptionError
 from .spec import KINDS, ExtractorSpec, HeadSpec, UpsamplerSpec, _Spec
 
-_EXTRACTOR_NAME = re.compile(r"^[a-z0-9_]+:[a-z0-9_.+\-]+$")
+_EXTRACTOR_NAME = re.compile(r"^[a-z0-9_]+:[a-z0-9_.+@\-]+$")  # "family:variant", "sam:vit_b@onnx"
 _PLAIN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+\-]*$")
 DISABLE_ENV = "VFM_FEATURES_DISABLE_PLUGINS"
 OWN_DISTRIBUTION = "vfm-features"
@@ -217,7 +217,7 @@ class Registry:
         pattern = _EXTRACTOR_NAME if category == "extractor" else _PLAIN_NAME
         if not isinstance(spec.name, str) or not pattern.match(spec.name):
             form = "'family:variant'" if category == "extractor" else "a plain name"
-            return (f"{category} name {spec.name!r} is not {form} in lower case (letters, digits, "
+            return (f"{category} name {spec.name!r} is not {form} in lower case (letters, digits, '@', "
                     "'_', '.', '+', '-')")
         if getattr(spec, "kind", "pixel") not in KINDS:
             return f"{spec.name} has kind {spec.kind!r}; use 'pixel' or 'object'"
