@@ -83,3 +83,30 @@ def random_embedding_extractor(channels: int = 256, patch: int = 16):
     spec = ExtractorSpec(name="bench:random", factory=lambda spec, **options: None, n_features=channels,
                          patch_size=patch)
     return RandomEmbedding(spec)
+
+
+def realistic(view: int = 1024, *, num_sigma: int = 21):
+    """A real image with real features: scikit-image's immunohistochemistry sample (512 x 512 RGB, shipped).
+
+    Returns ``(embedding, truth)``: the image's multiscale filter features
+    (``skimage.feature.multiscale_basic_features``: intensity, edges and texture
+    per channel and scale, 3 x 4 x ``num_sigma`` channels) as an embedding of the
+    image shown at ``view`` x ``view`` (a zoomed view: cells of view/512 px), and
+    three classes from colour deconvolution at that size - 1 stroma/background,
+    2 haematoxylin nuclei, 3 DAB-stained tumour cells (Otsu thresholds of the
+    smoothed stain channels: a stand-in for an annotator's ground truth).
+    """
+    from skimage import color, data, filters
+    from skimage.feature import multiscale_basic_features
+
+    rgb = data.immunohistochemistry()
+    hed = color.rgb2hed(rgb)
+    haem, dab = filters.gaussian(hed[..., 0], 2), filters.gaussian(hed[..., 2], 2)
+    truth = np.ones(rgb.shape[:2], np.int64)
+    truth[haem > filters.threshold_otsu(haem)] = 2
+    truth[dab > filters.threshold_otsu(dab)] = 3
+    feats = multiscale_basic_features(rgb, channel_axis=-1, sigma_min=0.5, sigma_max=16, num_sigma=num_sigma)
+    zoom = view // rgb.shape[0]
+    emb = Embedding(np.ascontiguousarray(np.moveaxis(feats.astype(np.float32), -1, 0)),
+                    EmbeddingGeometry((view, view), step=(float(zoom), float(zoom))), extractor="skimage-features")
+    return emb, np.kron(truth, np.ones((zoom, zoom), np.int64))

@@ -1,26 +1,36 @@
-"""vfm-features benchmarks: one command, every figure and ratio measured in this run.
+"""vfm-features benchmarks: one command, every figure measured quiet and under load, ratios from this run.
 
-    python benchmarks/run.py            # full: 1024 x 1024 views, 4096 x 4096 memory run (~5 min on 2 cores)
-    python benchmarks/run.py --quick    # smaller images, fewer options (~1 min)
-    python benchmarks/run.py --only forest filters
+    python benchmarks/run.py                       # everything (~15 min on 2 busy cores)
+    python benchmarks/run.py --quick               # fewer options and repeats
+    python benchmarks/run.py --only read aggregate --micro-sam-python /tmp/peers/bin/python
 
-Sections: forest (the interactive retrain + predict loop), filters (filter bank
-against peers), aggregate (per-object features), memory (peak memory of a large
-prediction). See docs/performance.md for the numbers and the choices they led to.
+Sections: read (dense read + forest predict of a view, working grid vs full grid),
+aggregate (per-object features, against micro-sam in its own interpreter), forest
+(the interactive retrain + predict loop against RandomForest(200, depth 10) on all
+cores), filters (the filter bank against fastfilters2), memory (peak memory of a
+large prediction). Every timing is taken twice: on the machine as it is ("quiet")
+and with a CPU-bound load that the benchmark starts on every core (one spinning
+process per core, stopped at the end of each figure and never running longer
+than 10 minutes; ``load.py``); both are printed with their ratio. The first line
+measures what that load leaves to a perfectly parallel task, which bounds every
+loaded/quiet ratio below it (fair sharing: n threads against one spinning process
+per core get n / (n + cores) of the machine). See docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SECTIONS = ("forest", "filters", "aggregate", "memory")
+SECTIONS = ("read", "aggregate", "forest", "filters", "memory")
 
 
 def _header() -> str:
@@ -28,60 +38,85 @@ def _header() -> str:
     import sklearn
 
     import vfm_features
+    from vfm_features.threads import thread_budget
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"vfm-features {vfm_features.__version__} | Python {platform.python_version()} | numpy {numpy.__version__} "
-            f"| scikit-learn {sklearn.__version__} | {os.cpu_count()} CPU cores | load average {load:.1f} at start")
+            f"| scikit-learn {sklearn.__version__} | {os.cpu_count()} CPU cores, thread budget {thread_budget()} "
+            f"| load average {load:.1f} at start")
+
+
+def _scheduler_share() -> str:
+    """Loaded/quiet time of a perfectly parallel CPU-bound task (hashing on every thread): the floor of any ratio."""
+    from load import quiet_and_loaded
+    from vfm_features.threads import thread_budget
+
+    block = os.urandom(1 << 24)
+    n = thread_budget()
+
+    def work() -> None:
+        with ThreadPoolExecutor(n) as pool:
+            list(pool.map(lambda _: [hashlib.sha256(block).digest() for _ in range(12)], range(n)))
+
+    quiet, loaded = quiet_and_loaded(work, repeats=3)
+    q, l = sorted(quiet)[1], sorted(loaded)[1]
+    return (f"scheduler: a perfectly parallel task on {n} threads takes {q:.2f} s quiet, {l:.2f} s under the load "
+            f"({l / q:.2f}x): no loaded/quiet ratio below can be much lower")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smaller images and fewer options")
+    p.add_argument("--quick", action="store_true", help="fewer options and repeats")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    p.add_argument("--micro-sam-python", default=os.environ.get("VFM_BENCH_MICRO_SAM_PYTHON"), metavar="PYTHON",
+                   help="interpreter of a separate virtual environment with micro-sam 1.8.14 "
+                        "(python3 -m venv /tmp/peers && /tmp/peers/bin/pip install micro-sam==1.8.14); "
+                        "default: $VFM_BENCH_MICRO_SAM_PYTHON")
     args = p.parse_args(argv)
     sections = args.only or SECTIONS
-    size = 512 if args.quick else 1024
     print(_header())
-    if os.getloadavg()[0] > (os.cpu_count() or 1):
-        print("note: the machine is busy with other work; absolute times are inflated, ratios less so")
     t_all = time.perf_counter()
+    print(_scheduler_share())
 
-    if "forest" in sections:
-        import bench_forest
+    if "read" in sections:
+        import bench_read
 
-        print(f"\n== interactive loop: retrain on 10000 labels x 256 features + predict a {size}x{size} view ==")
-        results = bench_forest.run(size=size, quick=args.quick)
-        print(bench_forest.table(results))
-        base = results[0]
-        default = next(r for r in results if r.name.startswith("DEFAULT RF"))
-        grid = next((r for r in results if "working grid" in r.name), None)  # the view/2 grid
-        print(f"default loop vs reference (1 core): {base.loop_s / default.loop_s:.1f}x faster, "
-              f"macro-F1 {default.f1 - base.f1:+.4f}")
-        reference_all = results[1]
-        print(f"default loop vs reference (all cores): {reference_all.loop_s / default.loop_s:.1f}x faster")
-        if grid:
-            print(f"{grid.name} vs reference (1 core): {base.loop_s / grid.loop_s:.1f}x faster, "
-                  f"macro-F1 {grid.f1 - base.f1:+.4f}")
-
-    if "filters" in sections:
-        import bench_filters
-
-        print(f"\n== filter bank on a {size}x{size} image (best of 3) ==")
-        rows = bench_filters.run(size=size, repeats=2 if args.quick else 3)
-        print(bench_filters.table(rows, size))
+        print("\n== dense read + forest predict of a 1024x1024 view from a 64x64x256 embedding ==")
+        rows = bench_read.run(repeats=3 if args.quick else 5)
+        print(bench_read.table(rows))
 
     if "aggregate" in sections:
         import bench_aggregate
 
-        print(f"\n== object aggregation, {size}x{size}, 256 channels ==")
-        rows = bench_aggregate.run(size=size)
-        print(bench_aggregate.table(rows))
+        print("\n== per-object features: 125 objects, 512x512 image, 64x64x256 embedding ==")
+        rows, note = bench_aggregate.run(repeats=5, micro_sam_python=args.micro_sam_python, large=not args.quick)
+        print(bench_aggregate.table(rows, note))
+
+    if "forest" in sections:
+        import bench_forest
+
+        print("\n== interactive loop: retrain on 10000 labels + predict a 1024x1024 view from a cached embedding ==")
+        results = bench_forest.run(quick=args.quick)
+        print(bench_forest.table(results))
+
+    if "filters" in sections:
+        import bench_filters
+        from load import cpu_load
+
+        size = 512 if args.quick else 1024
+        print(f"\n== filter bank around {size}x{size}, quiet ==")
+        rows = bench_filters.run(size=size, repeats=2 if args.quick else 3)
+        print(bench_filters.table(rows, size))
+        print(f"\n== filter bank around {size}x{size}, under load ==")
+        with cpu_load(seconds=600):
+            loaded = bench_filters.run(size=size, repeats=2 if args.quick else 3)
+        print(bench_filters.table(loaded, size))
 
     if "memory" in sections:
         import bench_memory
 
         msize = 2048 if args.quick else 4096
-        print(f"\n== peak memory (tracemalloc) of predicting a {msize}x{msize} image ==")
+        print(f"\n== peak memory (tracemalloc) of predicting a {msize}x{msize} image (a memory figure: quiet only) ==")
         rows = bench_memory.run(size=msize)
         print(bench_memory.table(rows))
 

@@ -49,3 +49,35 @@ def test_empty_mask_and_bad_input():
         aggregate_embedding(emb, np.ones((5, 4), int))
     with pytest.raises(InputError, match="stats"):
         aggregate_embedding(emb, np.ones((4, 4), int), stats=("median",))
+
+
+@pytest.mark.parametrize("stats", [("mean",), ("mean", "std", "min", "max")])
+def test_coarse_embedding_means_equal_the_upsampled_map(rng, stats):
+    # the sparse-weights mean of the bilinear upsampler equals averaging the upsampled map itself
+    from vfm_features.features.upsample import bilinear_dense
+
+    data = rng.standard_normal((6, 9, 11)).astype(np.float32)
+    emb = Embedding(data, EmbeddingGeometry((72, 99), step=(8.0, 9.0)))
+    mask = np.zeros((72, 99), np.int64)
+    mask[3:20, 5:40] = 4
+    mask[30:71, 60:98] = 9
+    mask[50:52, 2:3] = 2  # a two-pixel object between cell centres
+    full = bilinear_dense(emb)
+    feats = aggregate_embedding(emb, mask, stats=stats, band_rows=13)
+    assert feats.ids.tolist() == [2, 4, 9]
+    for k, stat in enumerate(stats):
+        np.testing.assert_allclose(feats.values[:, k * 6:(k + 1) * 6], brute_force(full, mask, stat),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(feats.values[:, -1], [2, 17 * 35, 41 * 38])
+
+
+def test_other_upsamplers_take_the_banded_path(rng, monkeypatch):
+    from vfm_features.features import aggregate as agg
+
+    data = rng.standard_normal((3, 6, 6)).astype(np.float32)
+    emb = Embedding(data, EmbeddingGeometry((24, 24), step=(4.0, 4.0)))
+    mask = rng.integers(0, 4, (24, 24))
+    expected = aggregate_embedding(emb, mask)
+    monkeypatch.setattr(agg, "bilinear_sums", lambda *a: pytest.fail("only the bilinear upsampler is linear"))
+    monkeypatch.setattr(agg, "BilinearUpsampler", type("NotBilinear", (), {}))
+    np.testing.assert_allclose(aggregate_embedding(emb, mask).values, expected.values, rtol=1e-5)

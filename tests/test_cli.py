@@ -185,7 +185,7 @@ def test_train_head_options_and_upsampler(files, tmp_path, capsys):
     refused(capsys, main([*args, "-o", str(tmp_path / "c.vfmc"), "--head-option", "leaves=5"]), "leaves",
             "n_estimators")
     refused(capsys, main([*args, "-o", str(tmp_path / "c.vfmc"), "--head", "svm"]), "'svm'", "list --heads")
-    refused(capsys, main([*args, "-o", str(tmp_path / "c.vfmc"), "--upsampler", "anyup"]), "list --upsamplers")
+    refused(capsys, main([*args, "-o", str(tmp_path / "c.vfmc"), "--upsampler", "nosuchup"]), "list --upsamplers")
     assert snapshot(tmp_path) == before
 
 
@@ -460,7 +460,10 @@ def test_errors_are_one_line_and_exit_1(files, models, tmp_path, capsys):
             "fake.vfmc", "not a valid")
     refused(capsys, main(["predict", str(px), "--images", str(fake_png), "-o", str(tmp_path / "o")]),
             "fake.png", "PNG")
-    refused(capsys, main(["predict", str(px), "--images", str(tmp_path), "-o", str(tmp_path / "o")]), "is a folder")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(capsys, main(["predict", str(px), "--images", str(empty), "-o", str(tmp_path / "o")]), "holds no image")
+    empty.rmdir()
     refused(capsys, main(["train", "objects", "--images", p["images"][0], "--masks", p["masks"][0],
                           "--labels", str(bad_json), "-o", m]), "bad.json")
     refused(capsys, main(["train", "pixels", "--images", p["images"][0]]), "required", "--help")

@@ -96,7 +96,9 @@ def test_rows_cover_the_protocol(tiny_result):
     pixels = [r for r in rows if r.task == "pixels"]
     objects = [r for r in rows if r.task == "objects"]
     assert len(pixels) == 1 * 1 * 2 * 2 * 2  # extractor x head x budgets x repeats x folds
-    assert len(objects) == 2 * 1 * 2 * 2 * 2
+    # 4-9 objects per training pool: budget 6 cannot be filled everywhere, so it runs once with 'all'
+    assert len(objects) == 2 * 1 * 1 * 2 * 2
+    assert {r.budget for r in objects} == {None}
     assert {r.split for r in pixels} == {"images"} and {r.split for r in objects} == {"images"}
     assert all(0 <= r.macro_f1 <= 1 for r in rows)
     assert all(r.n_train <= (r.budget or 10**9) for r in rows)
@@ -122,7 +124,7 @@ def test_csv_columns_and_round_trip(tiny_result, tmp_path):
     back = read_csv(path)
     assert {(r.extractor, r.upsampler) for r in back} == {("filters", "bilinear"), ("regionprops", "-")}
     assert len(back) == len(tiny_result.rows)
-    assert {r.budget for r in back if r.task == "objects"} == {6, None}  # 'all' reads back as None
+    assert {r.budget for r in back if r.task == "objects"} == {None}  # 'all' reads back as None
     assert back[0].macro_f1 == pytest.approx(tiny_result.rows[0].macro_f1, rel=1e-5)
 
 
@@ -134,13 +136,39 @@ def test_plot_is_written(tiny_result, tmp_path):
 
 
 # -- warnings and bad input ----------------------------------------------------------------
-def test_budget_above_the_labels_warns_and_uses_all(tiny):
-    with pytest.warns(BudgetWarning, match="budget 100000 is larger than"):
-        res = evaluate(tiny, extractors=["filters"], tasks=["pixels"], pixel_budgets=[100_000],
+def test_budgets_above_the_labels_run_once_as_all(tiny):
+    with pytest.warns(BudgetWarning, match=r"budgets 500, 30000, 100000 reach the 500 labelled pixels"):
+        res = evaluate(tiny, extractors=["filters"], tasks=["pixels"], pixel_budgets=[100, 500, 30_000, 100_000],
                        protocol=Protocol(n_folds=2, n_repeats=1), pixels_per_image=500, n_jobs=1)
-    assert all(r.budget == 100_000 for r in res.rows)
-    # three images of 500 pixels dealt into two folds: training holds one or two images, all of it used
-    assert {r.n_train for r in res.rows} == {500, 1000}
+    # three images of 500 pixels dealt into two folds: training holds one or two images, all of it used once
+    assert [r.budget for r in res.rows] == [100, None, 100, None]
+    assert {r.n_train for r in res.rows if r.budget is None} == {500, 1000}
+
+
+def test_effective_budgets_end_where_the_data_does():
+    from vfm_features.evaluation.protocol import PIXEL_BUDGETS, effective_budgets
+
+    assert effective_budgets(PIXEL_BUDGETS, 8_000) == ([100, 300, 1_000, 3_000, None], [10_000, 30_000, 100_000])
+    assert effective_budgets([100, None], 8_000) == ([100, None], [])
+    assert effective_budgets(PIXEL_BUDGETS, 10**6) == (list(PIXEL_BUDGETS), [])
+
+
+def test_plot_shows_clipped_budgets_once_as_all(tmp_path):
+    from vfm_features.evaluation.report import axis_ticks, curves, plot_curves
+    from vfm_features.evaluation.rows import EvalRow
+
+    def row(budget, n_train, fold):
+        return EvalRow(task="pixels", extractor="filters", head="rf", budget=budget, n_train=n_train, n_test=10,
+                       repeat=0, fold=fold, split="blocks", n_features=4, n_classes_test=2, macro_f1=0.5,
+                       train_s=0.1, predict_s=0.1)
+
+    # a file from before budgets were folded: 3000 and 10000 both clipped to the 2000 labels of each fold
+    rows = [row(b, min(b, 2000), f) for b in (100, 3000, 10_000) for f in (0, 1)]
+    (points,) = curves(rows).values()
+    assert [(p[0], p[1], p[4]) for p in points] == [(100, 100.0, 2), (None, 2000.0, 2)]
+    assert axis_ticks(curves(rows), "pixels") == {100: "100", 2000: "all (2000)"}
+    pytest.importorskip("matplotlib")
+    assert plot_curves(rows, tmp_path / "p.png").exists()
 
 
 def test_class_absent_from_a_fold_scores_the_classes_present():
@@ -162,6 +190,20 @@ def test_unknown_head_and_extractor_misuse(tiny):
         evaluate(tiny, heads=["rff"])
     with pytest.raises(InputError, match="object extractor"):
         evaluate(tiny, extractors=["regionprops"], tasks=["pixels"])
+
+
+def test_head_options_reach_the_heads_and_bad_ones_fail_first(tiny):
+    run = dict(extractors=["filters"], tasks=["pixels"], protocol=Protocol(n_folds=2, n_repeats=1),
+               pixel_budgets=[200], pixels_per_image=2000, n_jobs=1)
+    with pytest.raises(InputError, match="does not take that option"):
+        evaluate(tiny, head_options={"rf": {"n_estimatorz": 2}}, **run)
+    with pytest.raises(InputError, match="does not use"):
+        evaluate(tiny, head_options={"rf-reference": {"n_estimators": 2}}, **run)
+    few = evaluate(tiny, head_options={"rf": {"n_estimators": 1, "max_depth": 1}}, **run)
+    default = evaluate(tiny, **run)
+    assert np.mean([r.macro_f1 for r in few.rows]) < np.mean([r.macro_f1 for r in default.rows])
+    forest = new_head("rf", "pixels", n_jobs=1, options={"n_estimators": 3})
+    assert forest.n_estimators == 3
 
 
 def test_heads_are_registered_by_name():

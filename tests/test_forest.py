@@ -6,6 +6,7 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from vfm_features.heads import forest_predict as forest_mod
+from vfm_features.threads import n_threads
 from vfm_features.heads.forest_predict import (blocked_predict_proba, make_forest, predict_proba_float32, reference_forest,
                                  supports_fast_path)
 
@@ -94,4 +95,75 @@ def test_classifiers_use_the_default_forest(small_data):
     assert isinstance(clf.head_.forest_, RandomForestClassifier)
     assert clf.head_.forest_.n_estimators == forest_mod.N_ESTIMATORS
     obj = ObjectClassifier(head_options={"n_estimators": 8}).fit(d.image, d.instances, d.object_classes)
-    assert isinstance(obj.head_.forest_, RandomForestClassifier) and obj.head_.forest_.n_jobs == -1
+    assert isinstance(obj.head_.forest_, RandomForestClassifier) and obj.head_.n_jobs == -1
+    assert obj.head_.forest_.n_jobs == n_threads(-1)  # resolved by the library's thread budget
+
+
+def test_reading_and_predicting_together_equals_predicting_the_map(data):
+    # predict_proba_grid reads a few rows at a time in threads: same probabilities, bit for bit
+    X, y, X_new = data
+    f = make_forest(n_estimators=12, random_state=0, n_jobs=1).fit(X, y)
+    grid = X_new[:4800].reshape(60, 80, 12)  # (rows, cols, F)
+    expected = predict_proba_float32(f, grid.reshape(-1, 12))
+    calls = []
+
+    def read(start, stop):
+        calls.append((start, stop))
+        return np.moveaxis(grid[start:stop], -1, 0)  # (F, rows, cols), pixel-major underneath
+
+    for n_jobs in (1, 2):
+        got = forest_mod.predict_proba_grid(f, read, 60, 80, n_jobs=n_jobs)
+        assert got.shape == (3, 60, 80)
+        np.testing.assert_array_equal(np.moveaxis(got, 0, -1).reshape(-1, 3), expected)
+    assert sorted(set(calls))[0][0] == 0 and max(stop for _, stop in calls) == 60
+    with pytest.raises(ValueError, match="expects"):
+        forest_mod.predict_proba_grid(f, lambda a, b: np.zeros((5, b - a, 80), np.float32), 60, 80)
+
+
+def test_pixel_head_dense_prediction_equals_the_row_prediction(small_data):
+    from vfm_features import Embedding, EmbeddingGeometry, get_upsampler
+    from vfm_features.heads.forest_heads import ForestPixelHead
+
+    rng = np.random.default_rng(3)
+    emb = Embedding(rng.standard_normal((8, 10, 12)).astype(np.float32), EmbeddingGeometry((80, 96), step=(8.0, 8.0)))
+    up = get_upsampler("bilinear")
+    coords = np.stack([rng.integers(0, 80, 300), rng.integers(0, 96, 300)], 1)
+    feats = up.sparse(emb, None, coords)
+    y = 1 + (feats[:, 0] > 0) + (feats[:, 1] > 0.5)
+
+    class Rows:
+        def __init__(self, X):
+            self.X, self.y = X, y
+
+        def features(self):
+            return self.X
+
+    head = ForestPixelHead(n_estimators=10, random_state=0).fit(Rows(feats))
+    region = (slice(5, 37), slice(3, 41))
+    got = head.predict_proba_dense(emb, None, up, (40, 48), region)
+    dense = up.dense(emb, None, (40, 48), region)
+    rows = np.moveaxis(dense, 0, -1).reshape(-1, 8)
+    np.testing.assert_array_equal(np.moveaxis(got, 0, -1).reshape(-1, 3), head.predict_rows(rows))
+    slow = ForestPixelHead(n_estimators=10, random_state=0, fast=False).fit(Rows(feats))
+    np.testing.assert_allclose(slow.predict_proba_dense(emb, None, up, (40, 48), region), got, rtol=1e-6)
+
+
+def test_pixel_head_bounds_the_labels_per_tree(data):
+    from vfm_features.heads.forest_heads import ForestObjectHead, ForestPixelHead
+
+    X, y, _ = data
+
+    class Rows:
+        def features(self):
+            return X
+
+    Rows.y = y
+    assert ForestPixelHead().max_samples == forest_mod.MAX_SAMPLES and ForestObjectHead().max_samples is None
+    capped = ForestPixelHead(n_estimators=4, max_samples=100, random_state=0).fit(Rows())
+    assert capped.forest_.max_samples == 100  # 600 labels, each tree on a bootstrap of 100
+    few = ForestPixelHead(n_estimators=4, max_samples=1000, random_state=0).fit(Rows())
+    assert few.forest_.max_samples is None  # fewer labels than the bound: every tree sees all of them
+    params, arrays = capped.get_state()
+    assert params["max_samples"] == 100
+    back = ForestPixelHead.from_state(params, arrays, n_features=X.shape[1])
+    np.testing.assert_array_equal(back.predict_rows(X), capped.predict_rows(X))

@@ -21,7 +21,7 @@ def test_round_trip_pixels(tmp_path, pixel_clf, small_data):
     meta = read_metadata(path)
     assert meta["classifier"] == "PixelClassifier" and meta["extractor"]["name"] == "filters:default"
     assert meta["extractor"]["options"]["sigmas"] == [1.0, 2.0] and "n_threads" not in meta["extractor"]["options"]
-    assert meta["signature"]["extractor"]["plugin"] == {"distribution": "vfm-features", "version": "1"}
+    assert meta["signature"]["extractor"]["plugin"] == {"distribution": "vfm-features", "version": "2"}
     assert meta["upsampler"]["name"] == "bilinear" and meta["head"]["name"] == "rf"
     with zipfile.ZipFile(path) as zf:  # numbers only: JSON and .npy arrays, no pickle-based payload
         assert all(n == "metadata.json" or (n.startswith("head/") and n.endswith(".npy")) for n in zf.namelist())

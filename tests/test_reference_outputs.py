@@ -6,6 +6,13 @@ probabilities, computed by the code before the seams were cut (same inputs and
 seeds as below). numpy-only paths must match bit for bit everywhere; torch
 paths bit for bit where torch and the CPU kernel family are those that wrote the
 file (recorded in it), else to 1e-5 (other CPUs pick other kernels).
+
+The redesign reproduced every entry bit for bit. The filter bank's entries
+(``filters_*`` and the classifiers trained on filter features: ``pixel_proba``,
+``pixel_proba_grid``, ``object_filters_proba``) were then changed on purpose by
+issue 12, which replaced our kernels with ilastik's definitions (filters
+``features_version`` 2; checked against fastfilters2 in tests/test_filters.py):
+they are no longer compared here.
 """
 
 from __future__ import annotations
@@ -49,30 +56,16 @@ def _same(name: str, value: np.ndarray, *, torch_path: bool) -> None:
         np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
-def test_filter_bank_is_unchanged():
-    img2, *_ = _inputs()
-    _same("filters_2ch", vf.get_extractor("filters").embed(img2).data, torch_path=False)
-    with pytest.warns(UserWarning, match="halo=4 is smaller"):
-        tiled = vf.get_extractor("filters", tile_shape=24, halo=4)
-    _same("filters_tiled", tiled.embed(np.pad(img2[..., 0], ((0, 30), (0, 20)))).data, torch_path=False)
-
-
 def test_classifiers_are_unchanged():
     data = make_synthetic(3, (96, 96), random_state=1)
-    lab = data[0].scribbles(0.02, random_state=0)
-    clf = vf.PixelClassifier("filters", budget=2000).fit(data[0].image, lab)
-    _same("pixel_proba", clf.predict_proba(data[1].image), torch_path=False)
-    clf = vf.PixelClassifier("filters", budget=2000, working_shape=(48, 40)).fit(data[0].image, lab)
-    _same("pixel_proba_grid", clf.predict_proba(data[1].image), torch_path=False)
     obj = vf.ObjectClassifier("regionprops").fit(data[0].image, data[0].instances, data[0].object_classes)
     ids, p = obj.predict_proba(data[1].image, data[1].instances)
     _same("object_regionprops_ids", ids, torch_path=False)
     _same("object_regionprops_proba", p, torch_path=False)
     obj = vf.ObjectClassifier("filters", stats=("mean", "std")).fit(data[0].image, data[0].instances,
                                                                    data[0].object_classes)
-    ids, p = obj.predict_proba(data[1].image, data[1].instances)
+    ids, _ = obj.predict_proba(data[1].image, data[1].instances)
     _same("object_filters_ids", ids, torch_path=False)
-    _same("object_filters_proba", p, torch_path=False)
 
 
 @pytest.mark.torch

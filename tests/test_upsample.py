@@ -80,3 +80,51 @@ def test_resize_probabilities_keeps_sums_and_shape():
     assert out.shape == (3, 24, 32)
     np.testing.assert_allclose(out.sum(0), 1, rtol=1e-5)
     assert resize_probabilities(proba, (6, 8)) is proba
+
+
+def _old_dense(emb, out_shape, rows):
+    """The dense read before issue 12: two matrix products with interpolation matrices (reference arithmetic)."""
+    from vfm_features.features.upsample import interp_matrix
+
+    geom = emb.geometry
+    H, W = geom.image_shape
+    ys, xs = grid_coords(H, out_shape[0])[rows], grid_coords(W, out_shape[1])
+    wy = interp_matrix(geom.cell_coords(np.stack([ys, np.zeros_like(ys)], 1))[:, 0], emb.data.shape[1])
+    wx = interp_matrix(geom.cell_coords(np.stack([np.zeros_like(xs), xs], 1))[:, 1], emb.data.shape[2])
+    return np.matmul(wy, np.matmul(emb.data, wx.T))
+
+
+@pytest.mark.parametrize("shape, step, grid", [((12, 20, 17), (16.0, 16.0), (150, 200)),  # coarse, upsampled
+                                                ((5, 64, 48), (1.0, 1.0), (30, 20)),  # full resolution, coarser grid
+                                                ((3, 9, 7), (4.5, 6.0), (40, 42))])
+def test_dense_equals_sparse_bit_for_bit_and_the_old_read(shape, step, grid):
+    rng = np.random.default_rng(1)
+    C, h, w = shape
+    emb = Embedding(rng.standard_normal(shape).astype(np.float32),
+                    EmbeddingGeometry((round(h * step[0]), round(w * step[1])), step=step))
+    rows = slice(3, grid[0] - 2)
+    dense = BilinearUpsampler().dense(emb, None, grid, rows)
+    pixel_major = np.moveaxis(dense, 0, -1)
+    assert dense.dtype == np.float32 and pixel_major.flags.c_contiguous
+    ys = grid_coords(emb.image_shape[0], grid[0])[rows]
+    xs = grid_coords(emb.image_shape[1], grid[1])
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    sparse = BilinearUpsampler().sparse(emb, None, np.stack([yy.ravel(), xx.ravel()], 1))
+    np.testing.assert_array_equal(pixel_major.reshape(-1, C), sparse)  # same pixels, same arithmetic
+    old = _old_dense(emb, grid, rows)
+    np.testing.assert_allclose(dense, old, rtol=1e-5, atol=1e-5 * np.abs(old).max())
+
+
+def test_dense_region_columns_and_empty_regions():
+    emb = ramp_embedding()
+    up = BilinearUpsampler()
+    whole = up.dense(emb, None, (24, 30))
+    np.testing.assert_array_equal(up.dense(emb, None, (24, 30), (slice(4, 9), slice(7, 8))), whole[:, 4:9, 7:8])
+    assert up.dense(emb, None, (24, 30), (slice(5, 5), slice(None))).shape == (2, 0, 30)
+
+
+def test_resize_probabilities_matches_the_old_arithmetic():
+    proba = np.random.default_rng(2).dirichlet([1, 1, 1, 1], size=(20, 30)).transpose(2, 0, 1).astype(np.float32)
+    out = resize_probabilities(proba, (50, 64))
+    coarse = Embedding(proba, EmbeddingGeometry((50, 64), step=(50 / 20, 64 / 30)))
+    np.testing.assert_allclose(out, _old_dense(coarse, (50, 64), slice(None)), rtol=1e-5, atol=1e-6)

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from vfm_features import Embedding, EmbeddingGeometry, FeatureExtractor, InputError
 from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity
-from vfm_features.threads import usable_cpus
+from vfm_features.threads import n_threads as n_threads_for
+from vfm_features.threads import native_threads
 
 from .features import DEFAULT_FEATURES, DEFAULT_SIGMAS, FEATURES, check_features, check_sigmas, halo_for, output_names
-from .kernels import GaussianBank
 
 
 class FilterExtractor(FeatureExtractor):
     """Gaussian, LoG, gradient magnitude, DoG, structure-tensor and Hessian eigenvalues.
+
+    The definitions are ilastik's (fastfilters / Vigra: kernel windows, second-derivative
+    kernel, mirror borders, eigenvalue order), equal to fastfilters2 within 1e-5 of each
+    feature's range; see docs/filters.md.
 
     Options (keyword-only):
 
@@ -29,8 +34,9 @@ class FilterExtractor(FeatureExtractor):
     - ``normalization``: intensity scaling before filtering (see
       :func:`vfm_features.preprocess.normalize_intensity`); default ``"none"``, i.e.
       raw values as ilastik uses them.
-    - ``n_threads``: threads over (channel, sigma) jobs; default: all CPU cores.
-      Does not change the features, so it is left out of :meth:`signature`.
+    - ``n_threads``: threads sharing each pass over bands of rows (BLAS is held at one
+      thread meanwhile); default: all CPU cores. Does not change the features, so it
+      is left out of :meth:`signature`.
     - ``tile_shape``, ``halo``: embed large planes tile by tile (core tiling). ``halo``
       defaults to :attr:`halo`, what these sigmas and features need for tiles that
       equal the whole-image features exactly; a smaller one warns.
@@ -92,28 +98,19 @@ class FilterExtractor(FeatureExtractor):
         return normalize_intensity(plane, self.options["normalization"])
 
     def _embed_plane(self, plane: np.ndarray) -> Embedding:
+        from .parallel import run_phases
+        from .scale import ScaleFilters, Workspace
+
         Y, X, C = plane.shape
-        x = plane
         out = np.empty((self.n_features_for(C), Y, X), dtype=np.float32)
-        # Largest scales first: the longest jobs start early, so threads finish together.
-        by_cost = sorted(range(len(self.sigmas)), key=lambda i: -self.sigmas[i])
-        jobs = [(c, i) for i in by_cost for c in range(C)]
-        channels = [np.ascontiguousarray(x[..., c], dtype=np.float32) for c in range(C)]
-
-        def run(job: tuple[int, int]) -> None:
-            c, i = job
-            bank = GaussianBank(channels[c], self.sigmas[i])
-            for name in self.features:
-                feature = FEATURES[name]
-                feature.compute(bank, [out[k] for k in self._slots(c, name, i, C)])
-
-        n_threads = min(self.options["n_threads"] or usable_cpus(), len(jobs))
-        if n_threads > 1:
-            with ThreadPoolExecutor(n_threads) as pool:
-                list(pool.map(run, jobs))
-        else:
-            for job in jobs:
-                run(job)
+        workspace = Workspace((Y, X), self.sigmas, self.features)
+        n_threads = self.options["n_threads"] or n_threads_for(-1)  # the library's thread budget
+        with native_threads(1), _pool(n_threads) as pool:
+            for c in range(C):
+                workspace.load(np.asarray(plane[..., c], dtype=np.float32))
+                for i, sigma in enumerate(self.sigmas):
+                    outputs = {name: [out[k] for k in self._slots(c, name, i, C)] for name in self.features}
+                    run_phases(ScaleFilters(workspace, sigma, self.features, outputs).phases(), pool, n_threads)
         return Embedding(out, EmbeddingGeometry(image_shape=(Y, X)), extractor=self.name,
                          meta={"feature_names": self.feature_names(C)})
 
@@ -127,6 +124,16 @@ class FilterExtractor(FeatureExtractor):
                 return range(start, start + n_out)
             start += len(self.sigmas) * n_out
         raise KeyError(feature)
+
+
+@contextmanager
+def _pool(n_threads: int) -> Iterator[ThreadPoolExecutor | None]:
+    """A thread pool for ``n_threads`` > 1, else None (everything runs on the calling thread)."""
+    if n_threads < 2:
+        yield None
+        return
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="vfm-filters") as pool:
+        yield pool
 
 
 def _smallest(halo: Any) -> float:

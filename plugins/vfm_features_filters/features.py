@@ -1,9 +1,13 @@
-"""The filter feature table: names, outputs, computations, option checks and the halo they need.
+"""The filter feature table: names, outputs, the derivatives each needs, option checks, halo.
 
-Every feature is computed at one scale ``sigma`` from a :class:`~.kernels.GaussianBank`
-(smoothed image and Gaussian derivatives of one channel at that scale, each computed
-once and shared between features). This module only uses numpy, so the spec can
-read the halo without importing scipy.
+Definitions are ilastik's (fastfilters / Vigra), so a forest trained in ilastik on
+these features means the same thing here; see docs/filters.md. At one scale sigma:
+``d(oy, ox)`` is the image correlated with the Gaussian derivative of order ``ox``
+along x (axis 1) and ``oy`` along y (axis 0), each kernel cut at its own window
+(:func:`~.kernels.kernel_radius`). Every feature reads rows of these derivatives
+(``d[key]``, a band of rows) and writes the same rows of its outputs, so features are
+computed band by band while the derivatives are in cache. numpy only: the spec reads
+the halo without importing anything else.
 """
 
 from __future__ import annotations
@@ -11,72 +15,77 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from vfm_features import InputError
 
 from .eigen import eigenvalues_2x2
+from .kernels import kernel_radius
 
 DEFAULT_SIGMAS = (0.5, 1.0, 2.0, 4.0)
-TRUNCATE = 4.0  # kernel radius in units of sigma
 DOG_RATIO = 0.66  # difference of Gaussians: G(sigma) - G(0.66 sigma), as ilastik
 OUTER_RATIO = 0.5  # structure tensor: gradient at sigma, tensor smoothed at 0.5 sigma, as ilastik
+DOG = "dog"  # key of the image smoothed at DOG_RATIO * sigma
+TENSOR = ("jyy", "jxy", "jxx")  # keys of the smoothed gradient products (structure tensor)
 
-
-def kernel_radius(sigma: float) -> int:
-    """Half-width in pixels of a Gaussian (derivative) kernel at ``sigma``; at least 1."""
-    return max(int(TRUNCATE * sigma + 0.5), 1)
+Rows = Mapping[Any, np.ndarray]
 
 
 @dataclass(frozen=True)
 class Feature:
-    """One filter: its output channels at one scale and how to compute them."""
+    """One filter: its output channels at one scale, what it reads and how it is computed."""
 
     name: str
     outputs: tuple[str, ...]  # output channel names at one scale
-    compute: Callable[[Any, list[np.ndarray]], None]  # (bank, out planes) -> None
-    extra_radius: Callable[[float], int] = lambda sigma: 0  # support beyond the sigma kernel
+    needs: tuple[Any, ...]  # derivative keys (oy, ox), DOG
+    compute: Callable[[Rows, list[np.ndarray], np.ndarray], None]  # (rows, out rows, scratch) -> None
+    radius: Callable[[float], int]  # support in pixels at sigma (the halo for seamless tiles)
+    tensor: bool = False  # computed from the smoothed gradient products (TENSOR) instead of ``needs``
 
 
-def _gaussian(bank, out):
-    np.copyto(out[0], bank.derivative(0, 0))
+def _gaussian(d, out, scratch):
+    if not np.may_share_memory(out[0], d[0, 0]):  # the y pass may have written it in place
+        np.copyto(out[0], d[0, 0])
 
 
-def _log(bank, out):
-    np.add(bank.derivative(2, 0), bank.derivative(0, 2), out=out[0])
+def _log(d, out, scratch):
+    np.add(d[0, 2], d[2, 0], out=out[0])
 
 
-def _gradient_magnitude(bank, out):
-    np.hypot(bank.derivative(1, 0), bank.derivative(0, 1), out=out[0])
+def _gradient_magnitude(d, out, scratch):
+    if "gy2" in d:  # squares already made for the structure tensor
+        np.add(d["gy2"], d["gx2"], out=out[0])
+    else:
+        np.multiply(d[0, 1], d[0, 1], out=out[0])
+        np.multiply(d[1, 0], d[1, 0], out=scratch)
+        out[0] += scratch
+    np.sqrt(out[0], out=out[0])
 
 
-def _dog(bank, out):
-    np.subtract(bank.derivative(0, 0), bank.smooth(DOG_RATIO * bank.sigma), out=out[0])
+def _dog(d, out, scratch):
+    np.subtract(d[0, 0], d[DOG], out=out[0])
 
 
-def _structure_tensor(bank, out):
-    gy, gx = bank.derivative(1, 0), bank.derivative(0, 1)
-    outer = OUTER_RATIO * bank.sigma
-    jyy = bank.smooth(outer, gy * gy)
-    jxy = bank.smooth(outer, gy * gx)
-    jxx = bank.smooth(outer, gx * gx)
-    eigenvalues_2x2(jyy, jxy, jxx, out[0], out[1])
+def _structure_tensor(j, out, scratch):
+    eigenvalues_2x2(j["jyy"], j["jxy"], j["jxx"], out[0], out[1], scratch)
 
 
-def _hessian(bank, out):
-    eigenvalues_2x2(bank.derivative(2, 0), bank.derivative(1, 1), bank.derivative(0, 2), out[0], out[1])
+def _hessian(d, out, scratch):
+    eigenvalues_2x2(d[2, 0], d[1, 1], d[0, 2], out[0], out[1], scratch)
 
 
 FEATURES: dict[str, Feature] = {f.name: f for f in (
-    Feature("gaussian", ("gaussian",), _gaussian),
-    Feature("log", ("log",), _log),
-    Feature("gradient_magnitude", ("gradient_magnitude",), _gradient_magnitude),
-    Feature("dog", ("dog",), _dog),
-    Feature("structure_tensor", ("structure_tensor_ev0", "structure_tensor_ev1"), _structure_tensor,
-            extra_radius=lambda sigma: kernel_radius(OUTER_RATIO * sigma)),
-    Feature("hessian", ("hessian_ev0", "hessian_ev1"), _hessian),
+    Feature("gaussian", ("gaussian",), ((0, 0),), _gaussian, lambda s: kernel_radius(s, 0)),
+    Feature("log", ("log",), ((0, 2), (2, 0)), _log, lambda s: kernel_radius(s, 2)),
+    Feature("gradient_magnitude", ("gradient_magnitude",), ((0, 1), (1, 0)), _gradient_magnitude,
+            lambda s: kernel_radius(s, 1)),
+    Feature("dog", ("dog",), ((0, 0), DOG), _dog, lambda s: kernel_radius(s, 0)),
+    Feature("structure_tensor", ("structure_tensor_ev0", "structure_tensor_ev1"), ((0, 1), (1, 0)),
+            _structure_tensor, lambda s: kernel_radius(s, 1) + kernel_radius(OUTER_RATIO * s, 0), tensor=True),
+    Feature("hessian", ("hessian_ev0", "hessian_ev1"), ((0, 2), (1, 1), (2, 0)), _hessian,
+            lambda s: kernel_radius(s, 2)),
 )}
 DEFAULT_FEATURES = tuple(FEATURES)
 
@@ -121,4 +130,4 @@ def output_names(features: Sequence[str], sigmas: Sequence[float]) -> list[str]:
 
 def halo_for(features: Sequence[str], sigmas: Sequence[float]) -> int:
     """Pixels of context a tile needs so that its features equal the whole-image ones."""
-    return max(kernel_radius(s) + FEATURES[f].extra_radius(s) for f in features for s in sigmas)
+    return max(FEATURES[f].radius(s) for f in features for s in sigmas)

@@ -21,7 +21,7 @@ SPECS = (
         input_channels="any",
         normalization="none",
         license="MIT",
-        features_version="1",
+        features_version="2",  # 2: ilastik's windows and second-derivative kernel (docs/filters.md)
         options={"sigmas": DEFAULT_SIGMAS, "features": DEFAULT_FEATURES, "normalization": "none"},
     ),
 )

@@ -69,6 +69,9 @@ def check_architecture(encoder: Mapping[str, Any], arch: SamArchitecture, *, pat
                 "img_size": arch.img_size}
     if all(found[k] in (None, v) for k, v in expected.items()) and found["embed_dim"] is not None:
         return
+    if any(k.startswith("patch_embed.seq.") for k in encoder):
+        raise WeightsError(f"{path} holds a TinyViT (vit_t) image encoder, but {extractor} builds {arch.name}. Use "
+                           "'musam:vit_t_lm' or 'musam:vit_t_em_organelles' for this file.")
     guess = guess_architecture(found)
     family = extractor.split(":", 1)[0]
     variants = [s.name for s in SPECS if s.options.get("architecture") == guess]

@@ -18,25 +18,31 @@ from vfm_features.models.contract import InputContract
 from vfm_features.models.weights import fetch_weights, load_state_dict
 
 from ._checkpoint import check_architecture, encoder_state
-from ._models import ARCHITECTURES, PIXEL_MEAN, PIXEL_STD, SamArchitecture
+from ._models import ARCHITECTURES, PIXEL_MEAN, PIXEL_STD, TINY_ARCHITECTURES, SamArchitecture, TinyVitArchitecture
 
 log = logging.getLogger(__name__)
 
 
-def _architecture(value: Any) -> SamArchitecture:
-    if isinstance(value, SamArchitecture):
+def _architecture(value: Any) -> SamArchitecture | TinyVitArchitecture:
+    if isinstance(value, (SamArchitecture, TinyVitArchitecture)):
         return value
     if isinstance(value, str) and value in ARCHITECTURES:
         return ARCHITECTURES[value]
+    if isinstance(value, str) and value in TINY_ARCHITECTURES:
+        return TINY_ARCHITECTURES[value]
     if isinstance(value, Mapping):
+        if value.get("kind") == "tiny_vit":
+            return TinyVitArchitecture.from_dict(value)
         return SamArchitecture.from_dict(value)
-    raise InputError(f"architecture={value!r} is unknown; use one of {sorted(ARCHITECTURES)}, "
-                     "a vfm_features_sam.SamArchitecture or its as_dict().")
+    known = sorted({**ARCHITECTURES, **TINY_ARCHITECTURES})
+    raise InputError(f"architecture={value!r} is unknown; use one of {known}, a vfm_features_sam.SamArchitecture "
+                     "or TinyVitArchitecture, or its as_dict().")
 
 
-def _plain_architecture(arch: SamArchitecture) -> str | dict:
+def _plain_architecture(arch: SamArchitecture | TinyVitArchitecture) -> str | dict:
     """How options hold an architecture: the name of an official one, else its fields as plain data."""
-    return arch.name if ARCHITECTURES.get(arch.name) == arch else arch.as_dict()
+    official = {**ARCHITECTURES, **TINY_ARCHITECTURES}
+    return arch.name if official.get(arch.name) == arch else arch.as_dict()
 
 
 class SamExtractor(ModelExtractor):
@@ -57,7 +63,7 @@ class SamExtractor(ModelExtractor):
 
     # -- description ---------------------------------------------------------
     @property
-    def architecture(self) -> SamArchitecture:
+    def architecture(self) -> SamArchitecture | TinyVitArchitecture:
         return _architecture(self.options["architecture"])
 
     @property
@@ -99,6 +105,8 @@ class SamExtractor(ModelExtractor):
         import torch
 
         arch = self.architecture
+        if isinstance(arch, TinyVitArchitecture):
+            return self._load_tiny(arch)
         if self.options["pretrained"]:
             path, digest = self._resolve()
             encoder_sd, layout = encoder_state(
@@ -122,6 +130,45 @@ class SamExtractor(ModelExtractor):
                 encoder = _build_encoder(arch)
             self._layout = "random initialisation"
         return encoder
+
+    def _load_tiny(self, arch: TinyVitArchitecture) -> Any:
+        """MobileSAM's TinyViT, built on the CPU (its attention-bias index buffers are not in checkpoints)."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.options["seed"]))
+            encoder = _build_tiny_encoder(arch)
+        if not self.options["pretrained"]:
+            self._layout = "random initialisation"
+            return encoder
+        path, digest = self._resolve()
+        encoder_sd, layout = encoder_state(load_state_dict(path, trust_checkpoint=self.options["trust_checkpoint"]),
+                                           path)
+        try:
+            encoder.load_state_dict(encoder_sd, strict=True)
+        except RuntimeError as exc:
+            from vfm_features import WeightsError
+
+            raise WeightsError(f"{path} does not fit the TinyViT image encoder of {self.name} ({arch.name}): "
+                               f"{str(exc).splitlines()[0]} {_key_diff(encoder, encoder_sd)}. Pass µSAM vit_t "
+                               "weights (musam:vit_t_lm, musam:vit_t_em_organelles).") from None
+        self._layout = layout
+        log.info("%s: loaded image encoder from %s (%s, %s).", self.name, path, layout, digest)
+        return encoder.float()
+
+
+def _build_tiny_encoder(arch: TinyVitArchitecture) -> Any:
+    """MobileSAM's TinyViT with the hyper-parameters of ``arch`` (as in mobile_sam's build_sam_vit_t)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # timm's deprecation notes and registry overwrites on import
+        from mobile_sam.modeling.tiny_vit_sam import TinyViT
+
+    return TinyViT(img_size=arch.img_size, in_chans=3, num_classes=1000, embed_dims=list(arch.embed_dims),
+                   depths=list(arch.depths), num_heads=list(arch.num_heads), window_sizes=list(arch.window_sizes),
+                   mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False, mbconv_expand_ratio=4.0,
+                   local_conv_size=3, layer_lr_decay=0.8)
 
 
 def _build_encoder(arch: SamArchitecture) -> Any:

@@ -7,12 +7,17 @@ Sources (see docs/weights.md): URLs and xxh128 checksums from micro-sam's
 which Meta publishes no checksum); SAM weights Apache-2.0 (segment-anything
 README); µSAM and PathoSAM weights CC-BY-4.0 as micro-sam's bioimage.io export
 declares it (the model pages themselves were not checked).
+
+The µSAM ``vit_t_*`` variants use MobileSAM's TinyViT encoder (about 5 M
+parameters in the encoder's trunk; ``mobile_sam``, installed as ``mobilesam-mirror``,
+needs timm): a separate table, :data:`TINY_ARCHITECTURES` / :data:`TINY_SPECS`,
+because they need other packages (extra ``musam-tiny``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from vfm_features import ExtractorSpec, InputError
 
@@ -68,6 +73,60 @@ class SamArchitecture:
                 raise InputError(f"architecture field {name}={value!r} must be {kind}.")
         values["global_attn_indexes"] = tuple(int(v) for v in values["global_attn_indexes"])
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class TinyVitArchitecture:
+    """Hyper-parameters of MobileSAM's TinyViT image encoder (``mobile_sam.modeling.TinyViT``).
+
+    MobileSAM's TinyViT works only at a 1024-pixel input (its output grid is fixed
+    at 64 x 64) and only with a last stage of width 320, 448 or 576 (the width
+    that keeps the last stage at stride 16); :meth:`from_dict` checks both.
+    """
+
+    name: str
+    embed_dims: tuple[int, ...] = (64, 128, 160, 320)
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (2, 4, 5, 10)
+    window_sizes: tuple[int, ...] = (7, 7, 14, 7)
+    img_size: int = 1024
+    patch_size: int = 16
+    out_chans: int = OUT_CHANNELS
+    kind: str = "tiny_vit"
+
+    @property
+    def grid(self) -> int:
+        return self.img_size // self.patch_size
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), **{k: list(getattr(self, k)) for k in _TINY_LISTS}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TinyVitArchitecture":
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(map(str, data)) - set(names))
+        if unknown or "name" not in data or not isinstance(data["name"], str):
+            raise InputError(f"architecture={dict(data)!r}: unknown field(s) {unknown} or no name; a "
+                             f"TinyVitArchitecture has {', '.join(names)}.")
+        values = dict(data)
+        for key in _TINY_LISTS:
+            if key in values:
+                value = values[key]
+                if not (isinstance(value, (list, tuple)) and len(value) == 4
+                        and all(_is_int(v) and v > 0 for v in value)):
+                    raise InputError(f"architecture field {key}={value!r} must be four positive integers.")
+                values[key] = tuple(int(v) for v in value)
+        arch = cls(**values)
+        if (arch.kind != "tiny_vit" or arch.img_size != 1024 or arch.patch_size != 16 or arch.out_chans != OUT_CHANNELS
+                or arch.embed_dims[-1] not in (320, 448, 576)
+                or any(d % h for d, h in zip(arch.embed_dims[1:], arch.num_heads[1:]))):
+            raise InputError(f"architecture={dict(data)!r} cannot be built: MobileSAM's TinyViT needs img_size 1024, "
+                             "patch_size 16, out_chans 256, a last width of 320, 448 or 576, and widths divisible "
+                             "by their head counts.")
+        return arch
+
+
+_TINY_LISTS = ("embed_dims", "depths", "num_heads", "window_sizes")
 
 
 def _is_int(value: object) -> bool:
@@ -143,4 +202,22 @@ SPECS: tuple[ExtractorSpec, ...] = (
     _spec("pathosam:vit_h_histopathology", "vit_h", f"{_OWNCLOUD}/L7AcvVz7DoWJ2RZ/download",
           "bd1856dafc156a43fb3aa705f1a6e92e", "pathosam_vit_h_histopathology.pt", "CC-BY-4.0",
           "PathoSAM ViT-H fine-tuned for histopathology (RGB)", channels="rgb"),
+)
+
+# MobileSAM's TinyViT as micro-sam builds it (mobile_sam/build_sam.py build_sam_vit_t).
+TINY_ARCHITECTURES: dict[str, TinyVitArchitecture] = {"vit_t": TinyVitArchitecture("vit_t")}
+
+
+def _tiny_spec(name: str, url: str, xxh128: str, file: str, description: str) -> ExtractorSpec:
+    spec = _spec(name, "vit_t", url, xxh128, file, "CC-BY-4.0", description)
+    return replace(spec, requires=("torch", "mobile_sam", "timm"), install="vfm-features[musam-tiny]")
+
+
+# µSAM TinyViT models (micro-sam util.py models(), v1.8.10): the smallest SAM-family encoders, for CPUs.
+TINY_SPECS: tuple[ExtractorSpec, ...] = (
+    _tiny_spec("musam:vit_t_lm", f"{_EBI}/faithful-chicken/1.1/files/vit_t.pt", "72ec5074774761a6e5c05a08942f981e",
+               "musam_vit_t_lm.pt", "µSAM ViT-T (MobileSAM TinyViT, ~6 M parameters) fine-tuned for light microscopy"),
+    _tiny_spec("musam:vit_t_em_organelles", f"{_EBI}/greedy-whale/1/files/vit_t.pt",
+               "253474720c497cce605e57c9b1d18fd9", "musam_vit_t_em_organelles.pt",
+               "µSAM ViT-T (MobileSAM TinyViT, ~6 M parameters) fine-tuned for electron microscopy organelles"),
 )

@@ -69,6 +69,12 @@ _LAZY = {
     "evaluate": "evaluation.evaluate",
     "macro_f1": "evaluation.metrics",
     "check_extractor": "testing",
+    "atomic_path": "io",
+    "read_image": "io",
+    "write_image": "io",
+    "content_hash": "hashing",
+    "set_threads": "threads",
+    "thread_budget": "threads",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -76,13 +77,35 @@ def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         return removed
     for entry in entries:
         m = _TMP_NAME.match(entry.name)
-        if m and entry.is_file() and not _pid_alive(int(m.group(1))):
+        if m and not entry.is_symlink() and not _pid_alive(int(m.group(1))):
             try:
-                entry.unlink()
+                if entry.is_dir():
+                    shutil.rmtree(entry)  # a folder being assembled (an export, a staged output)
+                else:
+                    entry.unlink()
                 removed.append(entry)
             except OSError:
                 pass
     return removed
+
+
+def replace_folder(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Rename the finished folder ``tmp`` onto ``target``; an existing ``target`` is moved aside first and
+    removed only once the new one is in place (restored if the rename fails)."""
+    tmp, target = Path(tmp), Path(target)
+    old = None
+    if target.exists():
+        old = temporary_name(target)
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def temporary_name(target: str | os.PathLike) -> Path:

@@ -114,6 +114,11 @@ class Registry:
                 self._pm.unregister(plugin)
             self._tables = None
 
+    def refresh(self) -> None:
+        """Ask every plugin for its specs again (after something they list changed, e.g. a new ONNX export)."""
+        with self._lock:
+            self._tables = None
+
     def _unknown_hooks(self, plugin: Any) -> str:
         known = set(hookspecs.HOOKS.values())
         bad = []

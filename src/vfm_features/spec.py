@@ -122,7 +122,9 @@ class UpsamplerSpec(_Spec):
     def details(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
                 "options": ", ".join(f"{k}={v!r}" for k, v in self.options.items()) or "-",
-                "requires": ", ".join(self.requires) or "-", "plugin": self.plugin}
+                "weights": self.weights_url or "none needed",
+                "hash": self.weights_hash or ("none published" if self.weights_url else "-"),
+                "license": self.license or "-", "requires": ", ".join(self.requires) or "-", "plugin": self.plugin}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 A classifier is a scikit-learn estimator that composes registered parts:
 an extractor (name or instance), for pixel extractors an upsampler, and a head
 (name or instance). Parameters are stored by ``__init__`` only and checked at
-``fit``; everything learned ends in ``_``.
+``fit``; everything learned ends in ``_``. With ``reduce=k`` the embedding
+channels are reduced to ``k`` principal components before upsampling
+(:mod:`vfm_features.features.reduce`), fitted on the training images' embeddings.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from vfm_features.errors import ExtractorMismatchError, InputError
 from vfm_features.extractor import accepted_options
+from vfm_features.features.reduce import ChannelPCA, ReducedUpsampler
 from vfm_features.features.source import LastEmbedding, build_extractor, embed_plane
 from vfm_features.hashing import canonical_json
 from vfm_features.registry import default_registry, get_head, get_upsampler
 from vfm_features.validation import (
     check_bool,
     check_budget,
+    check_int,
     check_n_jobs,
     check_name_or_instance,
     check_options_dict,
@@ -30,6 +34,7 @@ from vfm_features.validation import (
 )
 
 _SAMPLE_LIMIT = 100_000  # pixels per plane used to estimate its intensity range
+_KEEP_EMBEDDINGS = 256 << 20  # bytes of training embeddings kept between fitting the reduction and reading features
 
 
 class IntensityWarning(UserWarning):
@@ -86,7 +91,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     _kind = "pixel"
     # everything fit() learns; set_params() + fit() start from none of it
     _LEARNED = ("classes_", "head_", "extractor_", "upsampler_", "signature_", "n_features_in_", "feature_names_",
-                "n_training_pixels_", "n_training_objects_", "intensity_range_")
+                "n_training_pixels_", "n_training_objects_", "intensity_range_", "reduction_")
 
     # -- parameters -------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -96,6 +101,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         for name in ("extractor_options", "upsampler_options", "head_options"):
             check_options_dict(getattr(self, name), name)
         check_budget(self.budget)
+        check_int(self.reduce, "reduce", allow_none=True,
+                  hint="the number of principal components of the embedding channels, e.g. 16, or None")
         check_n_jobs(self.n_jobs)
         check_random_state(self.random_state)
         if not isinstance(self.progress, bool) and not callable(self.progress):
@@ -109,7 +116,11 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     # -- components ---------------------------------------------------------------------------
     def _components(self) -> tuple[Any, Any]:
-        """(extractor, upsampler) in use; built from the parameters the first time."""
+        """(extractor, upsampler) in use; built from the parameters the first time.
+
+        Once a channel reduction is fitted, the upsampler returned reads the reduced
+        embedding (:class:`ReducedUpsampler` around ``upsampler_``).
+        """
         if getattr(self, "extractor_", None) is None:
             extractor = build_extractor(self.extractor, self.extractor_options)
             self._check_extractor_kind(extractor)
@@ -117,7 +128,37 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         if getattr(self, "upsampler_", None) is None:
             self.upsampler_ = (get_upsampler(self.upsampler, **(self.upsampler_options or {}))
                                if getattr(self.extractor_, "kind", "pixel") == "pixel" else None)
-        return self.extractor_, self.upsampler_
+        reduction = getattr(self, "reduction_", None)
+        if reduction is None or self.upsampler_ is None:
+            return self.extractor_, self.upsampler_
+        reduced = getattr(self, "_reduced", None)
+        if reduced is None or reduced.reduction is not reduction or reduced.upsampler is not self.upsampler_:
+            reduced = self._reduced = ReducedUpsampler(reduction, self.upsampler_)
+        return self.extractor_, reduced
+
+    def _fit_reduction(self, extractor: Any, planes: list[np.ndarray]) -> dict[int, Any]:
+        """Fit ``reduction_`` (reduce=k) on the embeddings of ``planes``; returns the embeddings it could keep.
+
+        Embeddings are kept (by position in ``planes``) while they take less than
+        256 MiB in all, so that reading features does not embed those images twice.
+        """
+        if getattr(extractor, "kind", "pixel") != "pixel":
+            raise InputError(f"reduce={self.reduce} reduces the channels of an embedding, but {extractor.name} "
+                             "computes object features itself; drop reduce or use a pixel extractor.")
+        kept: dict[int, Any] = {}
+        size = 0
+
+        def embeddings():
+            nonlocal size
+            for i, plane in enumerate(planes):
+                emb = self._embed(extractor, plane)
+                if size + emb.data.nbytes <= _KEEP_EMBEDDINGS:
+                    kept[i] = emb
+                    size += emb.data.nbytes
+                yield emb
+
+        self.reduction_ = ChannelPCA(self.reduce).fit(embeddings())
+        return kept
 
     def _check_extractor_kind(self, extractor: Any) -> None:
         pass
@@ -148,6 +189,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self._samples: dict = {}
         self._intensities: dict = {}
         self.__dict__.pop("_last_embedding", None)
+        self.__dict__.pop("_reduced", None)
         self.__dict__.pop("_intensity_warned", None)
         for attr in self._LEARNED:
             self.__dict__.pop(attr, None)
@@ -163,10 +205,12 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     # -- signatures ---------------------------------------------------------------------------
     def _current_signature(self) -> dict[str, Any]:
-        extractor, upsampler = self._components()
+        extractor, _ = self._components()
         sig = {"extractor": extractor.signature()}
-        if upsampler is not None:
-            sig["upsampler"] = upsampler.signature()
+        if self.upsampler_ is not None:
+            sig["upsampler"] = self.upsampler_.signature()
+        if getattr(self, "reduction_", None) is not None:
+            sig["reduce"] = self.reduction_.signature()
         return sig
 
     def _check_signature(self) -> None:
@@ -179,7 +223,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             raise ExtractorMismatchError(
                 f"This classifier was trained on other features than it is applied with ({shown}: trained "
                 "with the first, now the second). Use the same extractor, options, weights, plugin version and "
-                "upsampler as in training, or retrain.")
+                "upsampler (and channel reduction) as in training, or retrain.")
 
     # -- intensities --------------------------------------------------------------------------
     def _record_intensity(self, key: Any, plane: np.ndarray) -> None:

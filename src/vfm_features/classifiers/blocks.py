@@ -23,20 +23,37 @@ from vfm_features.preprocess import to_planes
 from vfm_features.validation import check_is_fitted
 
 
+def block_alignment(classifier: Any) -> int:
+    """Pixels that block origins must be multiples of for this classifier's head (1 for pixel-wise heads)."""
+    return int(getattr(classifier.head_, "block_alignment", 1)) if hasattr(classifier, "head_") else 1
+
+
+def aligned_halo(classifier: Any, halo: int) -> int:
+    """``halo`` rounded up to a multiple of the head's block alignment (more context never hurts)."""
+    step = block_alignment(classifier)
+    return -(-int(halo) // step) * step
+
+
 def default_halo(classifier: Any) -> int:
-    """The context a block needs for this classifier's extractor (its own ``halo``, else the spec's)."""
+    """The context a block needs: the extractor's (its own ``halo``, else the spec's) plus the head's ``context_px``.
+
+    Rounded up to the head's block alignment, so that block origins stay on it.
+    """
     extractor = classifier._components()[0]
     halo = getattr(extractor, "halo", None)
-    return int(halo if isinstance(halo, (int, np.integer)) else extractor.spec.halo or 0)
+    halo = int(halo if isinstance(halo, (int, np.integer)) else extractor.spec.halo or 0)
+    context = int(getattr(classifier.head_, "context_px", 0)) if hasattr(classifier, "head_") else 0
+    return aligned_halo(classifier, halo + context)
 
 
-def plan_blocks(image_shape: Sequence[int], block_shape: Any = 512, halo: Any = 0) -> list[Tile]:
+def plan_blocks(image_shape: Sequence[int], block_shape: Any = 512, halo: Any = 0, alignment: int = 1) -> list[Tile]:
     """Blocks of ``block_shape`` pixels (with ``halo`` on every inner side) covering an image of ``image_shape``.
 
     Each :class:`~vfm_features.features.tiling.Tile` reads ``tile.slices`` of the
-    image and is responsible for ``tile.core`` (image coordinates).
+    image and is responsible for ``tile.core`` (image coordinates); block origins
+    are multiples of ``alignment`` pixels.
     """
-    return plan_tiles(tuple(int(s) for s in image_shape[:2]), Tiling(block_shape, halo), 1, edge="shrink")
+    return plan_tiles(tuple(int(s) for s in image_shape[:2]), Tiling(block_shape, halo), alignment, edge="shrink")
 
 
 def predict_block(classifier: Any, block: Any, region: tuple[slice, slice] | None = None, *,
@@ -67,9 +84,9 @@ def predict_blockwise(classifier: Any, image: Any, *, block_shape: Any = 512, ha
     if stack:
         raise InputError("predict_blockwise takes one 2D image; loop over the planes of a stack.")
     plane = planes[0]
-    halo = default_halo(classifier) if halo is None else halo
+    halo = default_halo(classifier) if halo is None else aligned_halo(classifier, halo)
     out = np.empty((len(classifier.classes_),) + plane.shape[:2], np.float32)
-    for tile in plan_blocks(plane.shape, block_shape, halo):
+    for tile in plan_blocks(plane.shape, block_shape, halo, block_alignment(classifier)):
         (y0, y1), (x0, x1) = tile.core
         oy, ox = tile.origin
         region = (slice(y0 - oy, y1 - oy), slice(x0 - ox, x1 - ox))

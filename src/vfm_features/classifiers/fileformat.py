@@ -6,6 +6,8 @@ Layout (format 2)::
                         saved options, upsampler, head name and parameters, classes,
                         signatures, intensity range (UTF-8 JSON, at most 1 MiB)
     head/<name>.npy     the head's arrays (numbers only; read with allow_pickle=False)
+    reduce/<name>.npy   the channel reduction's arrays, when the classifier has one
+                        (``reduce=k``: PCA mean and components; metadata key ``reduce``)
 
 A classifier file is something people e-mail and download, so reading one:
 
@@ -42,7 +44,7 @@ FORMAT_VERSION = 2
 MAX_BYTES = 1 << 30  # default bound on the uncompressed size of a file's members
 MAX_METADATA_BYTES = 1 << 20
 MAX_MEMBERS = 1024
-_ARRAY_NAME = re.compile(r"^head/([A-Za-z0-9_.\-]{1,64})\.npy$")
+_ARRAY_NAME = re.compile(r"^(head|reduce)/([A-Za-z0-9_.\-]{1,64})\.npy$")
 _NUMERIC = "biuf"
 CLASSIFIERS = ("PixelClassifier", "ObjectClassifier")
 # top-level keys of metadata.json and their types
@@ -51,9 +53,11 @@ _SCHEMA: dict[str, type | tuple[type, ...]] = {
     "extractor": dict, "upsampler": (dict, type(None)), "head": dict, "classes": list, "n_features_in": int,
     "feature_names": list, "intensity": (dict, type(None)), "signature": dict, "arrays": dict,
 }
+# keys a file may leave out (files written before them): key -> (types, value when absent)
+_OPTIONAL: dict[str, tuple[tuple[type, ...], Any]] = {"reduce": ((dict, type(None)), None)}
 # keys a classifier's params may hold in a file (components are stored separately; caches never)
-SAVED_PARAMS = {"PixelClassifier": ("budget", "working_shape", "n_jobs", "random_state", "band_rows"),
-                "ObjectClassifier": ("stats", "include_area", "budget", "n_jobs", "random_state")}
+SAVED_PARAMS = {"PixelClassifier": ("budget", "working_shape", "n_jobs", "random_state", "band_rows", "reduce"),
+                "ObjectClassifier": ("stats", "include_area", "budget", "n_jobs", "random_state", "reduce")}
 # option names that load files or code, whatever the extractor says
 TRUST_OPTIONS = frozenset({"weights", "trust_checkpoint", "config", "weights_path", "checkpoint"})
 
@@ -100,13 +104,22 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
         if not _ARRAY_NAME.match(f"head/{key}.npy") or np.asarray(arr).dtype.kind not in _NUMERIC:
             raise InputError(f"Head array {key!r} cannot be saved: names are letters, digits, '_', '.', '-', and "
                              "arrays hold numbers only.")
+    members = {f"head/{key}.npy": arr for key, arr in arrays.items()}
+    reduction = getattr(clf, "reduction_", None)
+    reduce_block = None
+    if reduction is not None:
+        red_params, red_arrays = reduction.get_state()
+        members.update({f"reduce/{key}.npy": arr for key, arr in red_arrays.items()})
+        reduce_block = {"params": _plain(red_params), "arrays": _declare(red_arrays)}
     kind = type(clf).__name__
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "classifier": kind,
-        "params": _plain({k: getattr(clf, k) for k in SAVED_PARAMS[kind]}),
+        # reduce only when set: files without a reduction stay readable by earlier versions
+        "params": _plain({k: getattr(clf, k) for k in SAVED_PARAMS[kind]
+                          if not (k == "reduce" and getattr(clf, k, None) is None)}),
         "extractor": _component(clf.extractor_, "extractor"),
         "upsampler": _component(clf.upsampler_, "upsampler") if clf.upsampler_ is not None else None,
         "head": {"name": _head_name(clf), "kind": clf._kind, "params": _plain(params),
@@ -116,16 +129,22 @@ def save_classifier(clf: Any, path: str | os.PathLike) -> Path:
         "feature_names": _plain(list(getattr(clf, "feature_names_", []) or [])),
         "intensity": _plain(getattr(clf, "intensity_range_", None)),
         "signature": _plain(json.loads(json.dumps(clf.signature_))),
-        "arrays": {k: {"shape": list(np.shape(a)), "dtype": np.asarray(a).dtype.str} for k, a in arrays.items()},
+        "arrays": _declare(arrays),
     }
+    if reduce_block is not None:
+        meta["reduce"] = reduce_block
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("metadata.json", json.dumps(meta, indent=1, sort_keys=True))
-            for key, arr in arrays.items():
+            for name, arr in members.items():
                 buf = io.BytesIO()
                 np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-                zf.writestr(f"head/{key}.npy", buf.getvalue())
+                zf.writestr(name, buf.getvalue())
     return path
+
+
+def _declare(arrays: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: {"shape": list(np.shape(a)), "dtype": np.asarray(a).dtype.str} for k, a in arrays.items()}
 
 
 def _head_provenance(clf: Any) -> dict[str, str]:
@@ -199,14 +218,21 @@ def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
         raise InputError(f"{path} is in format {version} (vfm-features {meta.get('library_version')!r}), which "
                          "stored the forest with skops; this version does not read it, for safety. Retrain the "
                          "classifier with this version (vfm-features train ...).")
+    for key, (_, absent) in _OPTIONAL.items():
+        meta.setdefault(key, absent)
     missing = sorted(set(_SCHEMA) - set(meta))
-    unknown = sorted(set(meta) - set(_SCHEMA))
+    unknown = sorted(set(meta) - set(_SCHEMA) - set(_OPTIONAL))
     if missing or unknown:
         raise _not_ours(path, f"its metadata {'lacks ' + str(missing) if missing else ''}"
                               f"{' and ' if missing and unknown else ''}{'has unknown keys ' + str(unknown) if unknown else ''}")
-    for key, types in _SCHEMA.items():
+    for key, types in [*_SCHEMA.items(), *((k, t) for k, (t, _) in _OPTIONAL.items())]:
         if not isinstance(meta[key], types) or (types is int and isinstance(meta[key], bool)):
             raise _not_ours(path, f"metadata {key!r} has the wrong type ({type(meta[key]).__name__})")
+    reduce_block = meta["reduce"]
+    if reduce_block is not None and (set(reduce_block) != {"params", "arrays"}
+                                     or not isinstance(reduce_block["params"], dict)
+                                     or not isinstance(reduce_block["arrays"], dict)):
+        raise _not_ours(path, "its reduce entry is not {params, arrays}")
     if meta["classifier"] not in CLASSIFIERS:
         raise _not_ours(path, f"it holds an unknown classifier type {meta['classifier']!r}")
     unknown_params = sorted(set(meta["params"]) - set(SAVED_PARAMS[meta["classifier"]]))
@@ -233,6 +259,12 @@ def _check_metadata(meta: Any, path: Path) -> dict[str, Any]:
 
 def read_archive(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The checked metadata and the head arrays of a classifier file (nothing is built or imported)."""
+    meta, arrays = read_parts(path, max_bytes=max_bytes)
+    return meta, arrays["head"]
+
+
+def read_parts(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The checked metadata and the arrays of every part: ``{"head": {...}, "reduce": {...}}``."""
     path = Path(path)
     with _open(path) as zf:
         members = _check_directory(zf, path, max_bytes)
@@ -245,27 +277,30 @@ def read_archive(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> tupl
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise _not_ours(path, f"its metadata cannot be read ({exc})") from None
         meta = _check_metadata(meta, path)
-        declared = meta["arrays"]
-        arrays: dict[str, np.ndarray] = {}
+        declared = {"head": meta["arrays"], "reduce": meta["reduce"]["arrays"] if meta["reduce"] else {}}
+        arrays: dict[str, dict[str, np.ndarray]] = {"head": {}, "reduce": {}}
         for name, info in members.items():
             m = _ARRAY_NAME.match(name)
             if not m:
                 continue
-            key = m.group(1)
-            if key not in declared:
-                raise _not_ours(path, f"the array {key!r} is not declared in its metadata")
+            part, key = m.group(1), m.group(2)
+            label = key if part == "head" else f"{part}/{key}"
+            if key not in declared[part]:
+                raise _not_ours(path, f"the array {label!r} is not declared in its metadata")
             try:
                 arr = np.load(io.BytesIO(zf.read(info)), allow_pickle=False)
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-                raise _not_ours(path, f"the array {key!r} cannot be read ({exc})") from None
-            spec = declared[key]
+                raise _not_ours(path, f"the array {label!r} cannot be read ({exc})") from None
+            spec = declared[part][key]
             if (not isinstance(arr, np.ndarray) or arr.dtype.kind not in _NUMERIC or not isinstance(spec, dict)
                     or list(arr.shape) != spec.get("shape") or arr.dtype.str != spec.get("dtype")):
-                raise _not_ours(path, f"the array {key!r} is not the numeric array its metadata declares")
-            arrays[key] = arr
-        missing = sorted(set(declared) - set(arrays))
-        if missing:
-            raise _not_ours(path, f"the arrays {missing} are missing")
+                raise _not_ours(path, f"the array {label!r} is not the numeric array its metadata declares")
+            arrays[part][key] = arr
+        for part in ("head", "reduce"):
+            missing = sorted(set(declared[part]) - set(arrays[part]))
+            if missing:
+                raise _not_ours(path, f"the arrays {missing if part == 'head' else [f'{part}/{k}' for k in missing]} "
+                                      "are missing")
     return meta, arrays
 
 

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from vfm_features.errors import ExtractorMismatchError, InputError, UnknownExtractorError
+from vfm_features.features.reduce import ChannelPCA
 from vfm_features.registry import default_registry
 
-from .fileformat import MAX_BYTES, TRUST_OPTIONS, read_archive
+from .fileformat import MAX_BYTES, TRUST_OPTIONS, read_parts
 from .object import ObjectClassifier
 from .pixel import PixelClassifier
 
@@ -48,6 +49,24 @@ def _check_intensity(path: Any, value: Any) -> dict[str, Any] | None:
     return {"p1": [float(v) for v in value["p1"]], "p99": [float(v) for v in value["p99"]]}
 
 
+def _reduction(path: Any, meta: dict[str, Any], arrays: dict[str, Any]) -> ChannelPCA | None:
+    """The file's channel reduction, checked against its ``reduce`` parameter (both or neither)."""
+    block, k = meta["reduce"], meta["params"].get("reduce")
+    if block is None and k is None:
+        return None
+    if block is None or k is None:
+        raise InputError(f"{path}: its reduce parameter ({k!r}) and its channel reduction "
+                         f"({'none' if block is None else 'present'}) disagree; the file was edited or damaged.")
+    try:
+        reduction = ChannelPCA.from_state(block["params"], arrays)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if reduction.n_components != k:
+        raise InputError(f"{path}: its reduce parameter is {k!r} but its channel reduction keeps "
+                         f"{reduction.n_components} components; the file was edited or damaged.")
+    return reduction
+
+
 def load_classifier(path: str | os.PathLike, *, extractor_options: dict | None = None, extractor: Any = None,
                     upsampler_options: dict | None = None, cache: Any = None, max_bytes: int = MAX_BYTES) -> Any:
     """Load a classifier saved with ``save`` and check that its features can be reproduced here.
@@ -56,11 +75,15 @@ def load_classifier(path: str | os.PathLike, *, extractor_options: dict | None =
     never sets options that load files or code. Pass those yourself:
     ``extractor_options={"weights": "vit_b_lm.pt"}`` (and ``trust_checkpoint`` for
     a checkpoint you trust), or an already built ``extractor``. The signature -
-    extractor, options, weights hash, plugin version, upsampler - is compared
-    before anything is embedded; a difference raises :class:`ExtractorMismatchError`.
+    extractor, options, weights hash, plugin version, upsampler, channel reduction - is
+    compared before anything is embedded; a difference raises :class:`ExtractorMismatchError`.
+    ``upsampler_options`` gives the upsampler's trust options the same way
+    (``{"weights": "anyup_paper.pth"}``).
     ``max_bytes`` bounds the memory the file's contents may take (default 1 GiB).
     """
-    meta, arrays = read_archive(path, max_bytes=max_bytes)
+    meta, parts = read_parts(path, max_bytes=max_bytes)
+    arrays = parts["head"]
+    reduction = _reduction(path, meta, parts["reduce"])
     registry = default_registry()
     kind = meta["head"]["kind"]
     cls = _CLASSES[meta["classifier"]]
@@ -108,6 +131,8 @@ def load_classifier(path: str | os.PathLike, *, extractor_options: dict | None =
     clf.classes_ = np.asarray(head.classes_)
     clf.n_features_in_ = meta["n_features_in"]
     clf.signature_ = meta["signature"]
+    if reduction is not None:
+        clf.reduction_ = reduction
     if meta["feature_names"]:
         clf.feature_names_ = [str(n) for n in meta["feature_names"]]
     clf.intensity_range_ = _check_intensity(path, meta["intensity"])

@@ -102,7 +102,9 @@ class ObjectClassifier(BaseClassifier):
     (``include_area``). Object labels are given per image as a mapping
     ``{object id: class}`` or as a class image, reduced to one class per object by
     majority vote. Parameters not listed here work as in :class:`PixelClassifier`;
-    the default head ``rf`` has 200 trees grown to pure leaves.
+    the default head ``rf`` has 200 trees grown to pure leaves. ``reduce=k`` (pixel
+    extractors only) aggregates the embedding's ``k`` leading principal components,
+    fitted on the training images' embeddings.
     """
 
     _kind = "object"
@@ -110,8 +112,8 @@ class ObjectClassifier(BaseClassifier):
     def __init__(self, extractor: Any = "regionprops", *, extractor_options: dict | None = None,
                  stats: Sequence[str] = DEFAULT_STATS, include_area: bool = True, upsampler: Any = "bilinear",
                  upsampler_options: dict | None = None, head: Any = "rf", head_options: dict | None = None,
-                 budget: int | None = None, n_jobs: int | None = -1, random_state: int | None = 0,
-                 cache: Any = None, progress: Any = False) -> None:
+                 reduce: int | None = None, budget: int | None = None, n_jobs: int | None = -1,
+                 random_state: int | None = 0, cache: Any = None, progress: Any = False) -> None:
         self.extractor = extractor
         self.extractor_options = extractor_options
         self.stats = stats
@@ -120,6 +122,7 @@ class ObjectClassifier(BaseClassifier):
         self.upsampler_options = upsampler_options
         self.head = head
         self.head_options = head_options
+        self.reduce = reduce
         self.budget = budget
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -147,14 +150,15 @@ class ObjectClassifier(BaseClassifier):
             raise InputError("ObjectClassifier takes 2D images; loop over the planes of a stack.")
         return planes[0]
 
-    def _object_samples(self, plane: np.ndarray, mask: np.ndarray) -> ObjectSamples:
+    def _object_samples(self, plane: np.ndarray, mask: np.ndarray, embedding: Any = None) -> ObjectSamples:
         """Samples of every object of ``mask`` in ``plane`` (classes unset), features not yet read."""
         extractor, upsampler = self._components()
         if getattr(extractor, "kind", "pixel") == "object":
             feats = extractor.object_features(plane, mask, axes="YXC")
             return ObjectSamples(np.zeros(len(feats.ids), np.int64), feats.ids, object_features=[feats])
         ids = np.unique(mask[mask > 0])
-        return ObjectSamples(np.zeros(len(ids), np.int64), ids, embeddings=[self._embed(extractor, plane)],
+        emb = self._embed(extractor, plane) if embedding is None else embedding
+        return ObjectSamples(np.zeros(len(ids), np.int64), ids, embeddings=[emb],
                              images=[plane], masks=[mask], aggregator=self._aggregator(), upsampler=upsampler)
 
     def object_features(self, image: Any, mask: Any, *, axes: str | None = None) -> ObjectFeatures:
@@ -183,11 +187,14 @@ class ObjectClassifier(BaseClassifier):
                 "pass one mask and one label set per image.")
         self._start_partial_fit()
         head = self._new_head()
-        for img, mask, labs in progress_bar(list(zip(images, masks, object_labels)), self.progress,
-                                            desc="object features"):
+        kept: dict[int, Any] = {}
+        if self.reduce is not None and getattr(self, "reduction_", None) is None:
+            kept = self._fit_reduction(self._components()[0], [self._plane(img, axes) for img in images])
+        for i, (img, mask, labs) in enumerate(progress_bar(list(zip(images, masks, object_labels)), self.progress,
+                                                           desc="object features")):
             plane = self._plane(img, axes)
             mask = check_instance_mask(mask, plane.shape[:2])
-            samples = self._object_samples(plane, mask)
+            samples = self._object_samples(plane, mask, kept.pop(i, None))
             mapping = label_mapping(labs, mask, samples.ids)
             if not mapping:
                 continue

@@ -45,14 +45,21 @@ class PixelClassifier(BaseClassifier):
     upsampler_options : dict, optional
         Options passed to :func:`vfm_features.get_upsampler`.
     head : str or PixelHead
-        The classification head (``"rf"``: 64 trees of depth 10 on all cores; see
+        The classification head (``"rf"``: 64 trees of depth 10, at most 4096 labels per tree, all cores; see
         ``vfm-features list --heads``), or an instance.
     head_options : dict, optional
         Options of the head, e.g. ``{"n_estimators": 100}`` for ``rf``.
+    reduce : int or None
+        Reduce the embedding channels to this many principal components before
+        upsampling (a PCA fitted on every cell of the training images' embeddings by
+        ``fit``, kept by ``partial_fit``, saved with the classifier); None keeps them all.
     budget : int or None
         Most labelled pixels used for training, balanced over classes (None: all).
     working_shape : (int, int) or None
         Prediction grid (for example ``(256, 256)``); None predicts every pixel.
+        The upsampler answers on that grid (bilinear: the interpolated features
+        there; anyup: the features of the pixel nearest each grid point), and the
+        class probabilities are interpolated back to the image.
     n_jobs, random_state
         Threads and seed; passed to heads that take them (unless ``head_options``
         sets them); ``random_state`` also seeds the pixel draw.
@@ -68,7 +75,7 @@ class PixelClassifier(BaseClassifier):
 
     def __init__(self, extractor: Any = "filters", *, extractor_options: dict | None = None,
                  upsampler: Any = "bilinear", upsampler_options: dict | None = None, head: Any = "rf",
-                 head_options: dict | None = None, budget: int | None = 10_000,
+                 head_options: dict | None = None, reduce: int | None = None, budget: int | None = 10_000,
                  working_shape: tuple[int, int] | None = None, n_jobs: int | None = -1,
                  random_state: int | None = 0, cache: Any = None, band_rows: int = 64,
                  progress: Any = False) -> None:
@@ -78,6 +85,7 @@ class PixelClassifier(BaseClassifier):
         self.upsampler_options = upsampler_options
         self.head = head
         self.head_options = head_options
+        self.reduce = reduce
         self.budget = budget
         self.working_shape = working_shape
         self.n_jobs = n_jobs
@@ -115,6 +123,12 @@ class PixelClassifier(BaseClassifier):
         head = self._new_head()
         pairs = _merge_same_images(
             [(p, lab) for img, labs in zip(images, labels) for p, lab in _planes_with_labels(img, labs, axes)])
+        kept: dict[str, Any] = {}
+        labelled = [key for key, (_, lab) in pairs.items() if lab.any()]
+        if self.reduce is not None and getattr(self, "reduction_", None) is None and labelled:
+            fitted = self._fit_reduction(extractor, [pairs[key][0] for key in labelled])
+            kept = {labelled[i]: emb for i, emb in fitted.items()}
+            extractor, upsampler = self._components()
         for key, (plane, lab) in progress_bar(list(pairs.items()), self.progress, desc="features at labels"):
             if not lab.any():
                 self._samples.pop(key, None)
@@ -122,8 +136,9 @@ class PixelClassifier(BaseClassifier):
                 continue
             warn_if_instance_mask(lab)
             _, coords, y = sample_pixels(lab, self.budget, random_state=self.random_state)
-            samples = PixelSamples([self._embed(extractor, plane)], [plane], np.zeros(len(y), np.int64), coords,
-                                   upsampler, y)
+            emb = kept.pop(key, None)
+            samples = PixelSamples([self._embed(extractor, plane) if emb is None else emb], [plane],
+                                   np.zeros(len(y), np.int64), coords, upsampler, y)
             samples.features()
             self._samples[key] = samples if head.needs_embeddings else samples.without_embeddings()
             self._record_intensity(key, plane)
@@ -170,7 +185,8 @@ class PixelClassifier(BaseClassifier):
         ``grid`` defaults to ``working_shape`` (clipped to the plane); ``region``
         = (row slice, column slice) of the grid limits the output, which is then
         not resized back to the plane (block prediction reads it as it is).
-        ``embedding`` skips embedding the plane (the caller computed it).
+        ``embedding`` skips embedding the plane (the caller computed it: the
+        extractor's embedding, which a channel reduction then reduces like any other).
         """
         check_is_fitted(self, "head_")
         extractor, upsampler = self._components()

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict_cmd", "Apply a trained classifier to images; writes result files into -o DIR."),
     "demo": ("demo_cmd", "Train and evaluate classifiers on synthetic data (or write that data with --save-data)."),
     "evaluate": ("evaluate_cmd", "Label-efficiency evaluation (F1 vs budget); writes DIR/evaluation.csv and .png."),
+    "export-onnx": ("export_cmd", "Export a model extractor's image encoder to an ONNX folder (-o DIR), checked "
+                                  "against torch; runs without torch afterwards."),
 }
 
 
@@ -48,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "writes one file takes -o FILE, one that writes several takes -o DIR; existing outputs are "
                     "replaced only with --overwrite. See docs/cli.md.")
     parser.add_argument("--version", action="version", version=f"vfm-features {__version__}")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="threads the library may use in all (forest, filters, torch, onnxruntime, BLAS); "
+                             "default: VFM_FEATURES_THREADS or every usable core")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -94,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.command, "this command is not available in this build.")
     module = importlib.import_module(f".{args._module}", __name__)
     try:
+        if args.threads is not None:
+            from ..threads import set_threads
+
+            set_threads(args.threads)
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return _fail(args.command, "interrupted; no output was written.")

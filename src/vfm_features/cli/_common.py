@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from vfm_features.errors import InputError
-from vfm_features.io import temporary_name
+from vfm_features.io import replace_folder, temporary_name
 
 TRUST_HELP = ("trust the model checkpoint (--weights, or the cached download): allows checkpoints that pickle "
               "Python objects, which can RUN CODE stored in the file; use only for files whose origin you trust")
@@ -229,19 +229,8 @@ class Staging:
             os.replace(tmp, target)
             self.written.append(target)
         for tmp, target, _ in self._folders:
-            old = None
-            if target.exists():
-                old = temporary_name(target).with_suffix(target.suffix + ".old")
-                os.replace(target, old)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                if old is not None:
-                    os.replace(old, target)
-                raise
+            replace_folder(tmp, target)  # the folder replace_ok() accepted is moved aside, then removed
             self.written.append(target)
-            if old is not None:
-                shutil.rmtree(old)  # the folder replace_ok() accepted, moved aside above
 
     def _rollback(self) -> None:
         for tmp, _ in self._files:

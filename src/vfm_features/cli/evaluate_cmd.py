@@ -45,14 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head", action="append", metavar="NAME",
                    help="classification head, repeatable (default: rf); rf-reference is a 200-tree random forest; "
                         "see 'vfm-features list --heads'")
+    p.add_argument("--head-option", action="append", metavar="HEAD:KEY=VALUE",
+                   help="head option, repeatable, e.g. --head-option deap:max_iter=200")
     p.add_argument("--upsampler", metavar="NAME",
                    help="how pixel extractors' embeddings are read at pixels (default: bilinear); "
                         "see 'vfm-features list --upsamplers'")
     p.add_argument("--task", choices=("pixels", "objects"), action="append",
                    help="task(s) to run (default: every task the dataset has labels for)")
-    p.add_argument("--pixel-budgets", help="comma-separated, e.g. 100,300,1e3,3e3,1e4,3e4,1e5 (the default)")
+    p.add_argument("--pixel-budgets", help="comma-separated, e.g. 100,300,1e3,3e3,1e4,3e4,1e5 (the default); "
+                                           "budgets the training folds cannot fill run once, as 'all'")
     p.add_argument("--object-budgets", help="comma-separated, 'all' = every object, "
-                                            "e.g. 25,50,100,200,500,1000,2000,5000,all (the default)")
+                                            "e.g. 25,50,100,200,500,1000,2000,5000,all (the default); "
+                                            "budgets the training folds cannot fill run once, as 'all'")
     p.add_argument("--folds", type=int, help="folds (default 5)")
     p.add_argument("--repeats", type=int, help="repeats with new splits (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of splits and draws (default 0)")
@@ -61,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pixels-per-image", type=int,
                    help="labelled pixels kept per image, drawn uniformly (default 100000; 0 = all)")
     p.add_argument("--axes", help="axis order of the images when ambiguous, e.g. YXC")
-    p.add_argument("--jobs", type=int, default=-1, help="threads for the heads (default: all cores)")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="threads for the heads (default: the library's budget, VFM_FEATURES_THREADS or all cores)")
     p.add_argument("--cache", help="embedding cache directory reused across runs")
     p.add_argument("--output", "-o", default="evaluation", metavar="DIR",
                    help="folder for evaluation.csv and evaluation.png (default: evaluation)")
@@ -69,7 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace DIR/evaluation.csv and DIR/evaluation.png if they exist")
 
 
-def _extractor_options(pairs: list[str] | None) -> dict[str, dict]:
+def _named_options(pairs: list[str] | None, flag: str = "--option", example: str = "-O filters:sigmas=[1,2]"
+                   ) -> dict[str, dict]:
+    """NAME:KEY=VALUE pairs as ``{name: {key: value}}``."""
     from vfm_features.errors import InputError
     from ._common import parse_options
 
@@ -77,7 +84,7 @@ def _extractor_options(pairs: list[str] | None) -> dict[str, dict]:
     for pair in pairs or []:
         name, sep, rest = pair.partition(":")
         if not sep or "=" not in rest or "=" in name:
-            raise InputError(f"--option {pair!r} is not NAME:KEY=VALUE (for example -O filters:sigmas=[1,2]).")
+            raise InputError(f"{flag} {pair!r} is not NAME:KEY=VALUE (for example {example}).")
         out.setdefault(name, {}).update(parse_options([rest]))
     return out
 
@@ -137,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         result = evaluate(dataset, extractors=extractors, heads=heads, tasks=tasks, upsampler=upsampler,
                           pixel_budgets=pixel_budgets, object_budgets=object_budgets, protocol=protocol,
-                          pixels_per_image=per_image or None, extractor_options=_extractor_options(args.option),
+                          pixels_per_image=per_image or None, extractor_options=_named_options(args.option),
+                          head_options=_named_options(args.head_option, "--head-option", "deap:max_iter=200"),
                           n_jobs=args.jobs, cache=args.cache, log=print)
     for w in caught:
         print(f"warning: {w.message}")

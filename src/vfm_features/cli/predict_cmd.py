@@ -8,6 +8,12 @@ For each image ``<stem>.<ext>`` it writes into DIR:
   in the order of the classes;
 * objects: ``<stem>_objects.csv`` - one row per object, ``id,class``, and with
   ``--probabilities`` the columns ``p_<class>``.
+
+Large images (``--scheduler``, ``--block-shape``, or an OME-Zarr input) are read
+lazily and predicted block by block on Dask (:mod:`vfm_features.scale`); each
+image then gives ``<stem>.ome.zarr`` (``classes``, and ``probabilities`` with
+``--probabilities``) and, for objects, ``<stem>_objects.csv``. An interrupted
+run resumes where it stopped when the same command is run again.
 """
 
 from __future__ import annotations
@@ -30,8 +36,10 @@ from ._common import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("classifier", help="a .vfmc file written by 'vfm-features train'")
-    p.add_argument("--images", nargs="+", required=True, help="images to classify (distinct file names)")
-    p.add_argument("--masks", nargs="+", help="object classifiers only: instance masks, one per image")
+    p.add_argument("--images", nargs="+", required=True,
+                   help="images to classify (distinct file names): files, folders or glob patterns")
+    p.add_argument("--masks", nargs="+", help="object classifiers only: instance masks, one per image (files, "
+                                                "folders or glob patterns, in the order of the images)")
     p.add_argument("--output", "-o", required=True, metavar="DIR",
                    help="folder for <stem>_classes.tif, plus <stem>_probabilities.tif (pixels, with "
                         "--probabilities) or <stem>_objects.csv (objects: id,class[,p_<class>...])")
@@ -45,8 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", "-O", action="append", metavar="KEY=VALUE",
                    help="extractor option at load time, repeatable, e.g. -O device=cpu; options that change the "
                         "features must be those of training")
+    p.add_argument("--upsampler-option", action="append", metavar="KEY=VALUE",
+                   help="upsampler option at load time, repeatable, e.g. --upsampler-option weights=anyup_paper.pth "
+                        "(a classifier file never stores weights paths)")
     p.add_argument("--axes", help="axis order of the images when ambiguous")
     p.add_argument("--cache", help="embedding cache directory (.zarr)")
+    big = p.add_argument_group("large images (blockwise on Dask, OME-Zarr output, resumable)")
+    big.add_argument("--scheduler", help="threads (default for blockwise runs), processes, synchronous, or the "
+                                         "address of a dask.distributed scheduler, e.g. tcp://127.0.0.1:8786")
+    big.add_argument("--block-shape", type=int, metavar="N", help="block side in pixels (default 1024)")
+    big.add_argument("--workers", type=int, metavar="N", help="local threads or processes (default: all cores)")
 
 
 def _names(images: list[str], out: Path) -> list[str]:
@@ -89,8 +105,16 @@ def run(args: argparse.Namespace) -> int:
     from vfm_features.errors import InputError
     from vfm_features.validation import check_shape_pair
 
+    from vfm_features.scale.sources import expand_inputs
+
+    args.images = [str(p) for p in expand_inputs(args.images)]
+    args.masks = [str(p) for p in expand_inputs(args.masks)] if args.masks else None
     out = check_output_dir(args.output)
-    check_inputs([args.classifier, *args.images, *(args.masks or [])])
+    inputs = [args.classifier, *args.images, *(args.masks or [])]
+    if args.scheduler or args.block_shape or any(p.lower().rstrip("/").endswith(".zarr") for p in args.images):
+        check_inputs([p for p in inputs if not p.lower().rstrip("/").endswith(".zarr")])  # a .zarr is a folder
+        return _run_blockwise(args, out)
+    check_inputs(inputs)
     if args.working_shape:
         check_shape_pair(tuple(args.working_shape), "--working-shape", allow_none=False)
     options = extractor_options(args)
@@ -103,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ._common import Staging
 
-    clf = load_classifier(args.classifier, extractor_options=options or None, cache=args.cache)
+    clf = load_classifier(args.classifier, extractor_options=options or None, cache=args.cache,
+                          upsampler_options=_upsampler_options(args))
     is_objects = isinstance(clf, ObjectClassifier)
     if is_objects:
         if args.working_shape:
@@ -148,3 +173,57 @@ def run(args: argparse.Namespace) -> int:
     for path, stem in zip(args.images, stems):
         print(f"{path} -> {', '.join(str(t) for t in files[stem])}")
     return 0
+
+
+def _run_blockwise(args: argparse.Namespace, out: Path) -> int:
+    from vfm_features.classifiers.load import load_classifier
+    from vfm_features.classifiers.object import ObjectClassifier
+    from vfm_features.errors import InputError
+    from vfm_features.scale import predict_objects, predict_pixels
+
+    if args.working_shape:
+        raise refuse("--working-shape", "applies to in-memory prediction; blockwise prediction is at full resolution")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers}: give a positive number of threads or processes.")
+    clf = load_classifier(args.classifier, extractor_options=extractor_options(args) or None, cache=args.cache,
+                          upsampler_options=_upsampler_options(args))
+    is_objects = isinstance(clf, ObjectClassifier)
+    if is_objects and not args.masks:
+        raise InputError("This is an object classifier: pass --masks (one instance mask per image).")
+    if not is_objects and args.masks:
+        raise refuse("--masks", "applies to object classifiers; this is a pixel classifier")
+    if is_objects:
+        check_same_length(args.images, args.masks, "images", "masks")
+    stems = [_stem(p) for p in args.images]
+    _names([s + ".tif" for s in stems], out)  # distinct names
+    common = dict(block_shape=args.block_shape or 1024, scheduler=args.scheduler or "threads",
+                  num_workers=args.workers, overwrite=args.overwrite, progress=show_progress(), log=print)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (path, stem) in enumerate(zip(args.images, stems)):
+        target = out / f"{stem}.ome.zarr"
+        if is_objects:
+            report = predict_objects(clf, path, args.masks[i], target, table=out / f"{stem}_objects.csv",
+                                     axes=args.axes, **common)
+            extra = f" and {report.table} ({report.extra['n_objects']} objects)"
+        else:
+            report = predict_pixels(clf, path, target, probabilities=args.probabilities, axes=args.axes, **common)
+            extra = ""
+        resumed = f", {report.n_blocks - report.computed} done by an earlier run" if report.computed < report.n_blocks \
+            else ""
+        print(f"{path} -> {target}{extra}: {report.n_blocks} blocks{resumed}, {report.seconds:.1f} s, "
+              f"{report.megapixels_per_second:.2f} megapixels/s")
+    return 0
+
+
+def _upsampler_options(args: argparse.Namespace) -> dict | None:
+    from ._common import parse_options
+
+    return parse_options(args.upsampler_option, "--upsampler-option") or None
+
+
+def _stem(path: str) -> str:
+    name = Path(path.rstrip("/")).name
+    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy", ".png", ".jpg", ".jpeg"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem

@@ -33,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upsampler", metavar="NAME",
                    help="pixel extractors: how embeddings are read at pixels (default: bilinear); "
                         "see 'vfm-features list --upsamplers'")
+    p.add_argument("--upsampler-option", action="append", metavar="KEY=VALUE",
+                   help="upsampler option, repeatable (e.g. --upsampler-option grid=256; anyup: "
+                        "--upsampler-option weights=anyup_paper.pth, which the classifier file never stores)")
+    p.add_argument("--reduce", type=int, metavar="K",
+                   help="pixel extractors: reduce the embedding channels to K principal components before "
+                        "upsampling (a PCA fitted on the training images, saved with the classifier)")
     p.add_argument("--head", default="rf", metavar="NAME",
                    help="classification head (default: rf); see 'vfm-features list --heads'")
     p.add_argument("--head-option", action="append", metavar="KEY=VALUE",
@@ -115,12 +121,20 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("train objects needs --masks (one instance mask per image).")
         if ext_kind == "object":
             for flag, given in (("--stats", args.stats), ("--no-area", args.no_area),
-                                ("--upsampler", args.upsampler)):
+                                ("--upsampler", args.upsampler), ("--upsampler-option", args.upsampler_option),
+                                ("--reduce", args.reduce is not None)):
                 if given:
                     raise refuse(flag, f"applies to pixel extractors; {extractor} computes object features "
                                        "itself")
     if args.upsampler:
         default_registry().upsampler_spec(args.upsampler)
+    upsampler_options = parse_options(args.upsampler_option, "--upsampler-option")
+    if upsampler_options:  # checked before anything is read (building stores options, loads nothing)
+        from vfm_features.registry import get_upsampler
+
+        get_upsampler(args.upsampler or "bilinear", **upsampler_options)
+    if args.reduce is not None and args.reduce < 1:
+        raise InputError(f"--reduce {args.reduce}: give a positive number of principal components (e.g. --reduce 16).")
     head_options = _head_options(args, kind)
     options = extractor_options(args)
     check_same_length(args.images, args.labels, "images", "label files")
@@ -137,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
     from ._common import Staging
 
     images = [read_image(p) for p in args.images]
-    common = dict(extractor_options=options, upsampler=args.upsampler or "bilinear", head=args.head,
-                  head_options=head_options, n_jobs=args.jobs, random_state=args.seed, cache=args.cache,
+    common = dict(extractor_options=options, upsampler=args.upsampler or "bilinear",
+                  upsampler_options=upsampler_options or None, head=args.head, head_options=head_options,
+                  reduce=args.reduce, n_jobs=args.jobs, random_state=args.seed, cache=args.cache,
                   progress=show_progress())
     t0 = time.perf_counter()
     if args.task == "pixels":

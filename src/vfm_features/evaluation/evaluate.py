@@ -33,6 +33,7 @@ from vfm_features.evaluation.protocol import (
     Protocol,
     assign_folds,
     check_budgets,
+    effective_budgets,
     training_draw,
 )
 from vfm_features.extractor import accepted_options
@@ -46,7 +47,7 @@ TASKS = ("pixels", "objects")
 
 
 class BudgetWarning(UserWarning):
-    """A budget asks for more labels than the training folds hold; all of them are used."""
+    """Budgets ask for as many labels as the training folds hold or more; they run once, with all of them."""
 
 
 @dataclass
@@ -175,60 +176,68 @@ def compute_features(name: str, options: dict | None, dataset: Dataset, samples:
 
 
 # -- the protocol ----------------------------------------------------------------
-def _budget_warning(task: str, budget: int, available: int, n_folds: int) -> None:
+def _budget_warning(task: str, clipped: Sequence[int], pool: int) -> None:
     unit = "pixels" if task == "pixels" else "objects"
+    listed = ", ".join(str(b) for b in clipped)
     warnings.warn(
-        f"The {task} budget {budget} is larger than the {available} labelled {unit} available for training in "
-        f"{n_folds} fold(s); those folds use all of them (the CSV column n_train says how many). "
-        f"Label more {unit} or drop budgets above {available}.", BudgetWarning, stacklevel=3)
+        f"The {task} budget{'s' if len(clipped) > 1 else ''} {listed} reach{'' if len(clipped) > 1 else 'es'} the "
+        f"{pool} labelled {unit} that the smallest training folds hold; {'they ran' if len(clipped) > 1 else 'it ran'} "
+        f"once, with every training sample, as budget 'all' (the CSV column n_train says how many). "
+        f"Label more {unit} or drop budgets from {pool} up.", BudgetWarning, stacklevel=3)
 
 
 def run_protocol(samples: Samples, budgets: Sequence[int | None], heads: Sequence[str], protocol: Protocol,
-                 *, n_images: int, n_jobs: int | None = -1,
+                 *, n_images: int, n_jobs: int | None = -1, head_options: dict[str, dict] | None = None,
                  log: Callable[[str], Any] | None = None) -> list[EvalRow]:
-    """Train and score every head at every budget on every fold of every repeat, for each extractor."""
+    """Train and score every head at every budget on every fold of every repeat, for each extractor.
+
+    Budgets at or above the smallest training pool run once, as 'all' (None).
+    """
     mode = protocol.split_mode(samples.task, n_images)
+    folds_of = [assign_folds(protocol, mode, repeat, image_index=samples.image_index, y=samples.y,
+                             coords=samples.coords) for repeat in range(protocol.n_repeats)]
+    pool = min(int(np.sum(folds != fold)) for folds in folds_of for fold in range(protocol.n_folds))
+    budgets, clipped = effective_budgets(budgets, pool)
+    if clipped:
+        _budget_warning(samples.task, clipped, pool)
     rows: list[EvalRow] = []
-    too_big: dict[int, tuple[int, int]] = {}  # budget -> (smallest pool, folds affected)
-    for repeat in range(protocol.n_repeats):
-        folds = assign_folds(protocol, mode, repeat, image_index=samples.image_index, y=samples.y,
-                             coords=samples.coords)
+    for repeat, folds in enumerate(folds_of):
         for fold in range(protocol.n_folds):
             test = np.flatnonzero(folds == fold)
             train = np.flatnonzero(folds != fold)
             y_train, y_test = samples.y[train], samples.y[test]
             for budget in budgets:
                 draw = train[training_draw(y_train, budget, protocol, repeat, fold)]
-                if budget is not None and budget > len(train):
-                    pool, n = too_big.get(budget, (len(train), 0))
-                    too_big[budget] = (min(pool, len(train)), n + 1)
                 for extractor, data in samples.features.items():
                     for head_name in heads:
                         row = _train_and_score(samples.task, extractor, head_name, budget, data, samples.y,
-                                               draw, test, y_test, repeat, fold, mode, protocol, n_jobs)
+                                               draw, test, y_test, repeat, fold, mode, protocol, n_jobs,
+                                               head_options)
                         row.upsampler = samples.upsamplers.get(extractor, "-")
                         rows.append(row)
         if log:
             done = [r for r in rows if r.repeat == repeat]
             log(f"{samples.task}: repeat {repeat + 1}/{protocol.n_repeats} done "
                 f"(mean macro-F1 {np.nanmean([r.macro_f1 for r in done]):.3f} over {len(done)} runs)")
-    for budget, (pool, n) in sorted(too_big.items()):
-        _budget_warning(samples.task, budget, pool, n)
     return rows
 
 
-def new_head(name: str, task: str, *, random_state: int | None = None, n_jobs: int | None = None) -> Any:
-    """A fresh head ``name`` for ``task`` ('pixels' or 'objects'); seed and threads go to heads that take them."""
+def new_head(name: str, task: str, *, random_state: int | None = None, n_jobs: int | None = None,
+             options: dict | None = None) -> Any:
+    """A fresh head ``name`` for ``task`` ('pixels' or 'objects'); seed and threads go to heads that take them.
+
+    ``options`` (the user's) win over the seed and thread count.
+    """
     registry = default_registry()
     kind = "pixel" if task == "pixels" else "object"
     spec = registry.head_spec(name, kind)
     accepted = accepted_options(spec.load_factory(), spec.options)
     extra = {k: v for k, v in (("random_state", random_state), ("n_jobs", n_jobs)) if k in accepted}
-    return registry.get_head(name, kind, **extra)
+    return registry.get_head(name, kind, **{**extra, **(options or {})})
 
 
 def _train_and_score(task, extractor, head_name, budget, data, y, draw, test, y_test, repeat, fold, mode,
-                     protocol, n_jobs) -> EvalRow:
+                     protocol, n_jobs, head_options=None) -> EvalRow:
     seed = int(protocol.rng(repeat, fold, 2).integers(2**31))
     row = EvalRow(task=task, extractor=extractor, head=head_name, budget=budget, n_train=int(len(draw)),
                   n_test=int(len(test)), repeat=repeat, fold=fold, split=mode,
@@ -238,7 +247,7 @@ def _train_and_score(task, extractor, head_name, budget, data, y, draw, test, y_
         warnings.warn(f"{task} repeat {repeat} fold {fold}: the training draw holds fewer than two classes "
                       "(or the test fold is empty); macro-F1 is NaN for this fold.", UserWarning, stacklevel=3)
         return row
-    head = new_head(head_name, task, random_state=seed, n_jobs=n_jobs)
+    head = new_head(head_name, task, random_state=seed, n_jobs=n_jobs, options=(head_options or {}).get(head_name))
     t0 = time.perf_counter()
     head.fit(data.subset(draw))
     t1 = time.perf_counter()
@@ -264,7 +273,8 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
              object_budgets: Sequence[int | None] = OBJECT_BUDGETS, protocol: Protocol | None = None,
              pixels_per_image: int | None = 100_000, extractor_options: dict[str, dict] | None = None,
              n_jobs: int | None = -1, cache: Any = None, upsampler: Any = "bilinear",
-             upsampler_options: dict | None = None, log: Callable[[str], Any] | None = None) -> Evaluation:
+             upsampler_options: dict | None = None, head_options: dict[str, dict] | None = None,
+             log: Callable[[str], Any] | None = None) -> Evaluation:
     """Macro-F1 against label budget for every extractor x head on ``dataset``.
 
     Parameters
@@ -275,10 +285,13 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
         (objects get the mean of the embedding over their mask, as ``ObjectClassifier``
         does); object extractors such as ``regionprops`` serve the object task only.
     heads : registered head names (:func:`vfm_features.list_heads`), for both tasks.
+    head_options : ``{head name: options}`` for those heads (e.g. ``{"deap": {"max_iter": 200}}``);
+        checked on a head of each task before any feature is computed.
     upsampler, upsampler_options : how pixel extractors' embeddings are read (default bilinear).
     tasks : 'pixels' and/or 'objects'; default: every task the dataset has labels for.
-    pixel_budgets, object_budgets : labels used for training (None = all); a budget
-        above what the training folds hold uses all of them and warns (:class:`BudgetWarning`).
+    pixel_budgets, object_budgets : labels used for training (None = all); budgets at or
+        above what the smallest training folds hold run once, as None ("all"), with a
+        :class:`BudgetWarning`: the set ends where the data does.
     protocol : folds, repeats, seed and block size (default: 5 folds x 5 repeats, seed 0).
     pixels_per_image : labelled pixels kept per image (uniform draw; None = all).
     extractor_options : ``{extractor name: options}`` passed to ``get_extractor``.
@@ -296,9 +309,15 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
             raise InputError(f"The {task} task needs {need} in {dataset.source or 'the dataset'}.")
     if not tasks:
         raise InputError("The dataset has no labels for any task.")
-    for head in heads:  # unknown names fail before any feature is computed
+    head_options = dict(head_options or {})
+    stray = sorted(set(head_options) - set(heads))
+    if stray:
+        raise InputError(f"head_options name heads {stray} that this run does not use; its heads are {list(heads)}.")
+    for head in heads:  # unknown names and options fail before any feature is computed
         for task in tasks:
             default_registry().head_spec(head, "pixel" if task == "pixels" else "object")
+            if head in head_options:
+                new_head(head, task, options=head_options[head])
     keep = any(default_registry().head_spec(h, "pixel" if t == "pixels" else "object").load_factory().needs_embeddings
                for h in heads for t in tasks)
     budgets = {"pixels": check_budgets(pixel_budgets, "pixel"), "objects": check_budgets(object_budgets, "object")}
@@ -320,5 +339,6 @@ def evaluate(dataset: Dataset, *, extractors: Sequence[str] = ("filters", "regio
     for task, s in samples.items():
         if not s.features:
             raise InputError(f"No extractor given serves the {task} task; add a pixel extractor such as 'filters'.")
-        rows += run_protocol(s, budgets[task], heads, protocol, n_images=len(dataset), n_jobs=n_jobs, log=log)
+        rows += run_protocol(s, budgets[task], heads, protocol, n_images=len(dataset), n_jobs=n_jobs,
+                             head_options=head_options, log=log)
     return Evaluation(rows=rows, protocol=protocol, dataset=dataset.source or "dataset", n_images=len(dataset))

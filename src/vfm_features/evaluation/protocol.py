@@ -13,6 +13,10 @@ Every split is a function of ``(seed, repeat)`` only, and the training draw of
 a fold of ``(seed, repeat, fold)`` only: every extractor, head and budget sees the
 same folds, and a smaller budget's draw is a subset of a larger one's (the draw
 ranks the training samples once and keeps the first ones per class).
+
+Budgets end where the data does: every budget at or above the smallest training
+pool of any fold would draw every training sample, so all of them run once, as
+``None`` ("all"; :func:`effective_budgets`).
 """
 
 from __future__ import annotations
@@ -124,3 +128,15 @@ def check_budgets(budgets: Sequence[int | None], what: str) -> list[int | None]:
     if not out:
         raise InputError(f"Give at least one {what} budget.")
     return sorted([b for b in out if b is not None]) + ([None] if None in out else [])
+
+
+def effective_budgets(budgets: Sequence[int | None], pool: int) -> tuple[list[int | None], list[int]]:
+    """The budgets to run when the smallest training pool holds ``pool`` samples, and those that were folded into "all".
+
+    Budgets below ``pool`` run as given; every budget at or above it (and None)
+    becomes one None run, last, since each of them would draw every sample.
+    """
+    budgets = check_budgets(budgets, "training")
+    below = [b for b in budgets if b is not None and b < pool]
+    clipped = [b for b in budgets if b is not None and b >= pool]
+    return below + ([None] if clipped or None in budgets else []), clipped

@@ -58,14 +58,33 @@ def read_csv(path: str | os.PathLike) -> list:
     return out
 
 
-def curves(rows: Sequence) -> dict[tuple[str, str, str], list[tuple]]:
-    """``(task, extractor, head)`` -> points sorted by budget.
+def _clipped_as_all(rows: Sequence) -> dict[tuple, list]:
+    """Rows grouped by (task, extractor, head, budget), budgets that never got their labels merged into None ("all").
 
-    Each point: ``(budget, mean n_train, mean F1, std F1, runs, mean train s, mean predict s)``.
+    A budget every one of whose runs trained on fewer labels than it asked for
+    drew every training sample, like "all": files written before the harness
+    folded such budgets into one run show them once, too (one run per repeat and fold).
     """
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r.task, r.extractor, r.head, r.budget), []).append(r)
+    merged: dict[tuple, list] = {}
+    for (task, ext, head, budget), rs in sorted(groups.items(), key=lambda kv: (kv[0][:3], kv[0][3] is not None,
+                                                                              kv[0][3] or 0)):
+        if budget is not None and all(r.n_train < budget for r in rs):
+            budget = None
+        into = merged.setdefault((task, ext, head, budget), [])
+        seen = {(r.repeat, r.fold) for r in into}
+        into.extend(r for r in rs if (r.repeat, r.fold) not in seen)
+    return merged
+
+
+def curves(rows: Sequence) -> dict[tuple[str, str, str], list[tuple]]:
+    """``(task, extractor, head)`` -> points sorted by budget, clipped budgets shown once as "all".
+
+    Each point: ``(budget, mean n_train, mean F1, std F1, runs, mean train s, mean predict s)``.
+    """
+    groups = _clipped_as_all(rows)
     out: dict[tuple[str, str, str], list[tuple]] = {}
     for (task, ext, head, budget), rs in groups.items():
         f1 = np.array([r.macro_f1 for r in rs], float)
@@ -96,6 +115,16 @@ def _tick_label(budget, n: float) -> str:
     return f"{n / 1000:g}k" if n >= 1000 and n % 1000 == 0 else f"{n:.0f}"
 
 
+def axis_ticks(data: dict, task: str) -> dict[int, str]:
+    """Tick position (labels used) -> label on the ``task`` panel of :func:`plot_curves`: one "all (N)" per N."""
+    ticks: dict[int, str] = {}
+    for (t, _ext, _head), pts in sorted(data.items()):
+        if t == task:
+            for budget, n, *_ in pts:
+                ticks.setdefault(round(n), _tick_label(budget, n))
+    return dict(sorted(ticks.items()))
+
+
 def plot_curves(rows: Sequence, path: str | os.PathLike, *, title: str | None = None) -> Path:
     """Macro-F1 (mean +- std over folds x repeats) against the labels used, one panel per task."""
     try:
@@ -111,7 +140,7 @@ def plot_curves(rows: Sequence, path: str | os.PathLike, *, title: str | None = 
     tasks = [t for t in ("pixels", "objects") if any(k[0] == t for k in data)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(6.2 * len(tasks), 4.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        ticks: dict[float, str] = {}
+        ticks = axis_ticks(data, task)
         low = 1.0
         for (t, ext, head), pts in sorted(data.items()):
             if t != task:
@@ -121,8 +150,6 @@ def plot_curves(rows: Sequence, path: str | os.PathLike, *, title: str | None = 
             std = np.array([p[3] for p in pts])
             ax.errorbar(x, mean, yerr=std, marker="o", ms=4, capsize=3, lw=1.5, label=f"{ext} + {head}")
             low = min(low, float(np.nanmin(mean - std)) if np.isfinite(mean).any() else low)
-            for budget, n, *_ in pts:
-                ticks.setdefault(round(n), _tick_label(budget, n))
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(sorted(ticks)))
         ax.xaxis.set_minor_locator(NullLocator())

@@ -15,6 +15,24 @@ class  name         size (radius px)  appearance
 =====  ===========  ================  ===========================================
 
 Pixel classification uses the semantic map: 1 = background, 2..4 = class 1..3.
+
+With ``context=True`` the class of a cell depends on its neighbourhood, not on its
+looks, so that heads which read the embedding around a pixel or object (the
+attentive probes) can show what local features miss. Every cell is drawn alike
+(round, bright, of random size); a few large textured *landmarks* are scattered
+first, and each cell is placed either close to a landmark or far from all of them:
+
+=====  ========  ==================================================================
+class  name      where
+=====  ========  ==================================================================
+1      near      the cell's rim is at most ``NEAR`` px from a landmark's rim
+2      far       the cell's rim is at least ``FAR`` px from every landmark's rim
+3      landmark  a large disc (radius 12-16 px) speckled with bright spots
+=====  ========  ==================================================================
+
+Semantic map: 1 = background, 2 = near cell, 3 = far cell, 4 = landmark. A filter
+bank with sigmas up to 4 px sees about 12 px around a pixel, so it cannot tell a
+near cell from a far one; a head that looks ``FAR`` px around can.
 """
 
 from __future__ import annotations
@@ -25,6 +43,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 CELL_TYPES = ("round", "granular", "ring")
+CONTEXT_TYPES = ("near", "far", "landmark")
+NEAR = 8.0  # px between a near cell's rim and its landmark's rim, at most
+FAR = 28.0  # px between a far cell's rim and every landmark's rim, at least
 ATYPICAL = 0.15  # fraction of cells drawn with an appearance close to another type
 PHOTONS = 500.0  # photon count of intensity 1.0 (sets the shot noise)
 
@@ -77,10 +98,30 @@ def _place(rng, occupied, shape, radius, max_tries=60):
     return None
 
 
-def make_synthetic_image(shape=(256, 256), n_cells: int = 40, *, random_state=None) -> SyntheticImage:
-    """One image with about ``n_cells`` cells of the three types in equal proportion."""
-    rng = np.random.default_rng(random_state)
+def _ellipse(shape, cy: float, cx: float, a: float, b: float, theta: float):
+    """A window around an ellipse and its normalised radius there: (window slices, r, inside)."""
     H, W = shape
+    R = int(np.ceil(max(a, b))) + 3
+    y0, y1 = max(int(cy) - R, 0), min(int(cy) + R + 1, H)
+    x0, x1 = max(int(cx) - R, 0), min(int(cx) + R + 1, W)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    r = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    return (slice(y0, y1), slice(x0, x1)), r, r <= 1.0
+
+
+def make_synthetic_image(shape=(256, 256), n_cells: int = 40, *, random_state=None,
+                         context: bool = False) -> SyntheticImage:
+    """One image with about ``n_cells`` cells of the three types in equal proportion.
+
+    ``context=True`` draws the neighbourhood task instead (see the module docstring):
+    alike cells near or far from landmarks.
+    """
+    rng = np.random.default_rng(random_state)
+    if context:
+        return _context_image(rng, shape, n_cells)
     instances = np.zeros(shape, np.int32)
     signal = np.zeros(shape, np.float32)
     classes: dict[int, int] = {}
@@ -94,24 +135,21 @@ def make_synthetic_image(shape=(256, 256), n_cells: int = 40, *, random_state=No
             continue
         cy, cx = pos
         # draw in a window around the cell only
-        R = int(np.ceil(max(a, b))) + 3
-        y0, y1 = max(int(cy) - R, 0), min(int(cy) + R + 1, H)
-        x0, x1 = max(int(cx) - R, 0), min(int(cx) + R + 1, W)
-        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         theta = rng.uniform(0, np.pi)
-        dy, dx = yy - cy, xx - cx
-        u = dx * np.cos(theta) + dy * np.sin(theta)
-        v = -dx * np.sin(theta) + dy * np.cos(theta)
-        r = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-        inside = r <= 1.0
+        window, r, inside = _ellipse(shape, cy, cx, a, b, theta)
         if not inside.any():
             continue
-        window = (slice(y0, y1), slice(x0, x1))
         instances[window][inside] = next_id
         occupied[window] |= ndi.binary_dilation(inside, iterations=2)
         classes[next_id] = cls
         signal[window][inside] = _texture(rng, cls, r[inside], rng.random() < ATYPICAL)
         next_id += 1
+    return _finish(rng, signal, instances, classes)
+
+
+def _finish(rng, signal: np.ndarray, instances: np.ndarray, classes: dict[int, int]) -> SyntheticImage:
+    """Blur, uneven illumination, background and noise; the semantic map from the object classes."""
+    H, W = shape = signal.shape
     signal = ndi.gaussian_filter(signal, 0.8)
     # uneven illumination: a smooth multiplicative field plus a smooth additive background
     yy, xx = np.ogrid[0:H, 0:W]
@@ -121,20 +159,76 @@ def make_synthetic_image(shape=(256, 256), n_cells: int = 40, *, random_state=No
     img = (signal + np.clip(background, 0, None)) * field
     img = rng.poisson(np.clip(img, 0, None) * PHOTONS).astype(np.float32) + rng.normal(100, 8, shape)
     image = np.clip(img, 0, 65535).astype(np.uint16)
-    lut = np.zeros(next_id, np.uint8)
+    lut = np.zeros(max(classes, default=0) + 1, np.uint8)
     for oid, cls in classes.items():
         lut[oid] = cls
     semantic = (lut[instances] + 1).astype(np.uint8)
     return SyntheticImage(image=image, instances=instances, object_classes=classes, semantic=semantic)
 
 
+def _context_image(rng, shape, n_cells: int) -> SyntheticImage:
+    """Landmarks first, then alike cells placed alternately near a landmark and far from all of them."""
+    H, W = shape
+    instances = np.zeros(shape, np.int32)
+    signal = np.zeros(shape, np.float32)
+    classes: dict[int, int] = {}
+    occupied = np.zeros(shape, bool)
+    next_id = 1
+    for _ in range(max(1, int(H * W / 150**2 + 0.5))):
+        radius = rng.uniform(12, 16)
+        pos = _place(rng, occupied, shape, radius)
+        if pos is None:
+            continue
+        window, r, inside = _ellipse(shape, pos[0], pos[1], radius, radius, 0.0)
+        instances[window][inside] = next_id
+        occupied[window] |= ndi.binary_dilation(inside, iterations=2)
+        classes[next_id] = 3
+        signal[window][inside] = _texture(rng, 2, r[inside], False)
+        next_id += 1
+    # distance of every pixel to the nearest landmark pixel (inf-like when there is none)
+    landmark = instances > 0
+    rim = ndi.distance_transform_edt(~landmark) if landmark.any() else np.full(shape, float(H + W))
+    for k in range(n_cells):
+        near = k % 2 == 0
+        a = rng.uniform(4, 8)
+        gap = rim - a  # distance from a cell's rim to the nearest landmark rim, per candidate centre
+        allowed = (gap >= 2) & (gap <= NEAR) if near else gap >= FAR
+        allowed[: int(a) + 2] = allowed[H - int(a) - 2:] = False
+        allowed[:, : int(a) + 2] = allowed[:, W - int(a) - 2:] = False
+        ys, xs = np.nonzero(allowed)
+        placed = None
+        for _ in range(60 if len(ys) else 0):
+            i = rng.integers(len(ys))
+            cy, cx = ys[i] + rng.uniform(-0.5, 0.5), xs[i] + rng.uniform(-0.5, 0.5)
+            y0, x0 = int(cy - a - 2), int(cx - a - 2)
+            if not occupied[max(y0, 0):int(cy + a + 3), max(x0, 0):int(cx + a + 3)].any():
+                placed = cy, cx
+                break
+        if placed is None:
+            continue
+        window, r, inside = _ellipse(shape, placed[0], placed[1], a, a, 0.0)
+        if not inside.any():
+            continue
+        instances[window][inside] = next_id
+        occupied[window] |= ndi.binary_dilation(inside, iterations=2)
+        classes[next_id] = 1 if near else 2
+        signal[window][inside] = _texture(rng, 1, r[inside], False)
+        next_id += 1
+    return _finish(rng, signal, instances, classes)
+
+
 def make_synthetic(n_images: int = 4, shape=(256, 256), n_cells: int | None = None, *,
-                   random_state=0) -> list[SyntheticImage]:
-    """``n_images`` synthetic images; the same ``random_state`` gives the same data."""
+                   random_state=0, context: bool = False) -> list[SyntheticImage]:
+    """``n_images`` synthetic images; the same ``random_state`` gives the same data.
+
+    ``context=True`` gives the neighbourhood task (classes near / far / landmark,
+    see the module docstring) instead of the three cell types.
+    """
     rng = np.random.default_rng(random_state)
     if n_cells is None:
         n_cells = max(6, int(shape[0] * shape[1] / 1600))
-    return [make_synthetic_image(shape, n_cells, random_state=rng.integers(2**32)) for _ in range(n_images)]
+    return [make_synthetic_image(shape, n_cells, random_state=rng.integers(2**32), context=context)
+            for _ in range(n_images)]
 
 
 def make_scribbles(semantic: np.ndarray, fraction: float = 0.02, *, random_state=None, width: int = 1) -> np.ndarray:

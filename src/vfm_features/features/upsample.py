@@ -8,10 +8,14 @@ upsamplers (AnyUp, JAFAR) fit the same seam as bilinear interpolation. Its
 This module also holds the bilinear arithmetic itself (:func:`bilinear_dense`,
 :func:`bilinear_sparse`), shared by the ``bilinear`` upsampler and by
 :func:`resize_probabilities`, the fixed function that brings class
-probabilities from a working grid to the image. Bilinear interpolation is
-separable, so the dense read is two small matrix products per channel block
-(``Wy @ E @ Wx.T``); the sparse read gathers the four neighbouring cells of each
-requested pixel. Neither builds a full-resolution C x H x W map unless asked.
+probabilities from a working grid to the image. Both read the two neighbouring
+cells of every pixel along each axis (2-tap gathers of whole channel vectors)
+and combine them in the same order, so the dense read equals the sparse read at
+the same pixels bit for bit. The dense read writes pixel-major memory (rows,
+cols, C) and returns it as a (C, rows, cols) view, so a head that wants one row
+of features per pixel gets them without a copy. Neither uses BLAS threads (they
+thrash when another program holds the cores) nor builds a full-resolution
+C x H x W map unless asked.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ def interp_matrix(cell_pos: np.ndarray, n_cells: int) -> np.ndarray:
 Region = "tuple[slice, slice] | None"
 
 
-def _region(region: Any, shape: tuple[int, int]) -> tuple[slice, slice]:
+def region_slices(region: Any, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """``region`` (None, a row slice, or (row slice, column slice)) of a grid of ``shape`` as two bounded slices."""
     if region is None:
         return slice(0, shape[0]), slice(0, shape[1])
     if isinstance(region, slice):
@@ -58,32 +63,70 @@ def _region(region: Any, shape: tuple[int, int]) -> tuple[slice, slice]:
     return slice(*rows.indices(shape[0])[:2]), slice(*cols.indices(shape[1])[:2])
 
 
+_region = region_slices
+
+
+def axis_taps(cell_pos: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two cells each position reads and the weight of the second: ``(lo, hi, frac)``, clamped at the borders."""
+    pos = np.clip(np.asarray(cell_pos, dtype=np.float64), 0, n_cells - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, n_cells - 1)
+    return lo, hi, (pos - lo).astype(np.float32)
+
+
+def _lerp_rows(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, frac: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = src[lo[i]] * (1 - frac[i]) + src[hi[i]] * frac[i]`` row by row, in float32, without temporaries."""
+    keep = (1 - frac).astype(np.float32)
+    tmp = np.empty(out.shape[1:], np.float32)
+    for i in range(len(lo)):
+        np.multiply(src[lo[i]], keep[i], out=out[i])
+        np.multiply(src[hi[i]], frac[i], out=tmp)
+        np.add(out[i], tmp, out=out[i])
+
+
+def _lerp_columns(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, frac: np.ndarray, out: np.ndarray) -> None:
+    """``out[:, k] = src[:, lo[k]] * (1 - frac[k]) + src[:, hi[k]] * frac[k]`` for (r, w, C) -> (r, W', C)."""
+    keep = (1 - frac).astype(np.float32)[:, None]
+    frac = frac[:, None]
+    tmp = np.empty(out.shape[1:], np.float32)
+    for j in range(src.shape[0]):
+        np.multiply(src[j, lo], keep, out=out[j])
+        np.multiply(src[j, hi], frac, out=tmp)
+        np.add(out[j], tmp, out=out[j])
+
+
 def bilinear_dense(embedding: Embedding, out_shape: tuple[int, int] | None = None,
                    region: Any = None) -> np.ndarray:
     """Bilinear features (C, rows, cols) on an ``out_shape`` grid spanning the image (default: its shape).
 
     ``region`` = (row slice, column slice) of that grid (or a row slice) limits
-    the output, so callers work in bands or blocks with bounded memory.
+    the output, so callers work in bands or blocks with bounded memory. The
+    result is float32 in pixel-major memory: ``np.moveaxis(out, 0, -1)`` is a
+    C-contiguous (rows, cols, C) array.
     """
     geom = embedding.geometry
     H, W = geom.image_shape
     out_shape = tuple(int(s) for s in out_shape) if out_shape is not None else (H, W)
-    rows, cols = _region(region, out_shape)
+    rows, cols = region_slices(region, out_shape)
     data = embedding.data
     if geom.is_identity and out_shape == (H, W):
         return np.ascontiguousarray(data[:, rows, cols], dtype=np.float32)
+    C, h, w = data.shape
     ys = grid_coords(H, out_shape[0])[rows]
     xs = grid_coords(W, out_shape[1])[cols]
-    cy = geom.cell_coords(np.stack([ys, np.zeros_like(ys)], 1))[:, 0]
-    cx = geom.cell_coords(np.stack([np.zeros_like(xs), xs], 1))[:, 1]
-    wy = interp_matrix(cy, data.shape[1])
-    wx = interp_matrix(cx, data.shape[2])
-    # only the embedding rows this band of output rows reads from take part
-    used = np.flatnonzero(wy.any(axis=0))
-    lo, hi = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
-    # (C, rows used, w) @ (w, W') -> (C, rows used, W'); then (H', rows used) @ ... -> (C, H', W')
-    tmp = np.matmul(data[:, lo:hi].astype(np.float32, copy=False), wx.T)
-    return np.matmul(wy[:, lo:hi], tmp)
+    y0, y1, fy = axis_taps(geom.cell_coords(np.stack([ys, np.zeros_like(ys)], 1))[:, 0], h)
+    x0, x1, fx = axis_taps(geom.cell_coords(np.stack([np.zeros_like(xs), xs], 1))[:, 1], w)
+    out = np.empty((len(ys), len(xs), C), np.float32)
+    if out.size == 0:
+        return np.moveaxis(out, -1, 0)
+    # only the embedding rows this band reads take part: (r, w, C), channels last
+    lo, hi = int(y0.min()), int(y1.max()) + 1
+    band = np.ascontiguousarray(np.moveaxis(data[:, lo:hi], 0, -1), dtype=np.float32)
+    # along x for every embedding row used, then along y for every output row (the sparse read's order)
+    across = np.empty((hi - lo, len(xs), C), np.float32)
+    _lerp_columns(band, x0, x1, fx, across)
+    _lerp_rows(across, y0 - lo, y1 - lo, fy, out)
+    return np.moveaxis(out, -1, 0)
 
 
 def bilinear_sparse(embedding: Embedding, coords: np.ndarray) -> np.ndarray:

@@ -182,6 +182,7 @@ class ObjectSamples:
 
     @staticmethod
     def concat(parts: Sequence["ObjectSamples"]) -> "ObjectSamples":
+        """One set of objects from several; embeddings, images and masks are kept when every part has them."""
         parts = [p for p in parts if len(p)]
         if not parts:
             raise InputError("No labelled objects: label objects of at least two classes.")
@@ -190,13 +191,20 @@ class ObjectSamples:
         if len(widths) > 1:
             raise InputError(f"The images give different numbers of object features {sorted(widths)}; train only "
                              "on images with the same number of channels.")
+        whole = all(p.embeddings is not None and p.masks is not None for p in parts)
         offset, index = 0, []
         for p in parts:
             index.append(p.image_index + offset)
-            offset += int(p.image_index.max()) + 1
+            offset += len(p.embeddings) if whole else int(p.image_index.max()) + 1
+        kept: dict[str, Any] = {}
+        if whole:  # heads with their own object queries (obap) read these
+            kept = {"embeddings": [e for p in parts for e in p.embeddings],
+                    "images": [im for p in parts for im in (p.images or [None] * len(p.embeddings))],
+                    "masks": [m for p in parts for m in p.masks],
+                    "aggregator": parts[0].aggregator, "upsampler": parts[0].upsampler}
         return ObjectSamples(np.concatenate(index), np.concatenate([p.ids for p in parts]),
                              None if any(p.y is None for p in parts) else np.concatenate([p.y for p in parts]),
-                             rows=np.concatenate(rows), names=parts[-1].names)
+                             rows=np.concatenate(rows), names=parts[-1].names, **kept)
 
 
 class Head(ABC):
@@ -225,9 +233,19 @@ class Head(ABC):
 
 
 class PixelHead(Head):
-    """A pixel classification head."""
+    """A pixel classification head.
+
+    A head whose prediction at a pixel reads its neighbourhood (an attentive
+    probe) says so with ``context_px`` and ``block_alignment``: a block predicts
+    as the whole image in its core when its halo covers the extractor's halo plus
+    ``context_px`` and its origin is a multiple of ``block_alignment`` pixels.
+    """
 
     kind = "pixel"
+    #: pixels around a pixel that its prediction reads, beyond the extractor's halo (0: pixel by pixel)
+    context_px = 0
+    #: block origins must be multiples of this many pixels (1: any origin)
+    block_alignment = 1
 
     @abstractmethod
     def predict_proba_dense(self, embedding: Embedding, image: np.ndarray | None, upsampler: Any,

@@ -11,10 +11,11 @@ from vfm_features.spec import HeadSpec
 
 _PIXEL = "vfm_features.heads.forest_heads:ForestPixelHead"
 _OBJECT = "vfm_features.heads.forest_heads:ForestObjectHead"
-_REFERENCE = {"n_estimators": 200, "max_depth": 10, "fast": False}
+_REFERENCE = {"n_estimators": 200, "max_depth": 10, "max_samples": None, "fast": False}
 SPECS = (
     HeadSpec("rf", factory=_PIXEL, kind="pixel", features_version="1",
-             description="random forest, 64 trees of depth 10 on all cores, fast exact predictor (default)"),
+             description="random forest, 64 trees of depth 10, at most 4096 labels per tree, all cores, fast "
+                         "exact predictor (default)"),
     HeadSpec("rf", factory=_OBJECT, kind="object", features_version="1",
              description="random forest, 200 trees to pure leaves on all cores, fast exact predictor (default)"),
     HeadSpec("rf-reference", factory=_PIXEL, kind="pixel", features_version="1", options=_REFERENCE,

@@ -15,13 +15,17 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from vfm_features.errors import InputError
+from vfm_features.features.upsample import region_slices
+from vfm_features.threads import n_threads
 from vfm_features.validation import check_bool, check_int, check_n_jobs, check_random_state
 
 from .base import ObjectHead, PixelHead
 from .forest_arrays import forest_from_arrays, forest_to_arrays
-from .forest_predict import MAX_DEPTH, N_ESTIMATORS, make_forest, predict_proba_float32
+from .forest_predict import (MAX_DEPTH, MAX_SAMPLES, N_ESTIMATORS, make_forest, predict_proba_float32,
+                             predict_proba_grid, supports_fast_path)
 
-_PARAMS = ("n_estimators", "max_depth", "min_samples_leaf", "max_features", "n_jobs", "random_state", "fast")
+_PARAMS = ("n_estimators", "max_depth", "min_samples_leaf", "max_features", "max_samples", "n_jobs", "random_state",
+           "fast")
 
 
 class _Forest(BaseEstimator):
@@ -31,6 +35,8 @@ class _Forest(BaseEstimator):
         check_int(self.n_estimators, "n_estimators", hint="a forest needs at least one tree")
         check_int(self.max_depth, "max_depth", allow_none=True, hint="None grows trees until the leaves are pure")
         check_int(self.min_samples_leaf, "min_samples_leaf")
+        check_int(self.max_samples, "max_samples", allow_none=True,
+                  hint="the most labelled samples each tree is fitted on; None fits every tree on all of them")
         if not (self.max_features in ("sqrt", "log2", None)
                 or (isinstance(self.max_features, float) and 0 < self.max_features <= 1)
                 or (isinstance(self.max_features, int) and not isinstance(self.max_features, bool)
@@ -46,9 +52,11 @@ class _Forest(BaseEstimator):
         X, y = samples.features(), samples.y
         if y is None:
             raise InputError("fit() needs samples with classes (y).")
+        # joblib would read -1 as every core; the library's thread budget decides instead
         forest = make_forest(n_estimators=self.n_estimators, max_depth=self.max_depth,
                              min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
-                             n_jobs=self.n_jobs, random_state=self.random_state)
+                             max_samples=self.max_samples if self.max_samples and self.max_samples < len(y) else None,
+                             n_jobs=n_threads(self.n_jobs), random_state=self.random_state)
         forest.fit(X, y)
         self.forest_ = forest
         self.classes_ = forest.classes_
@@ -91,35 +99,51 @@ class _Forest(BaseEstimator):
 
 
 class ForestPixelHead(_Forest, PixelHead):
-    """Random forest on features read at the labelled pixels (default: 64 trees of depth 10, all cores)."""
+    """Random forest on features read at the labelled pixels (default: 64 trees of depth 10, at most 4096
+    labels per tree, all cores)."""
 
     def __init__(self, *, n_estimators: int = N_ESTIMATORS, max_depth: int | None = MAX_DEPTH,
-                 min_samples_leaf: int = 1, max_features: Any = "sqrt", n_jobs: int | None = -1,
-                 random_state: int | None = None, fast: bool = True) -> None:
+                 min_samples_leaf: int = 1, max_features: Any = "sqrt", max_samples: int | None = MAX_SAMPLES,
+                 n_jobs: int | None = -1, random_state: int | None = None, fast: bool = True) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features
+        self.max_samples = max_samples
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.fast = fast
 
     def predict_proba_dense(self, embedding, image, upsampler, out_shape, region=None) -> np.ndarray:
-        feats = upsampler.dense(embedding, image, out_shape, region)
-        C, r, c = feats.shape
-        return self.predict_rows(feats.reshape(C, -1).T).T.reshape(-1, r, c)
+        """(K, rows, cols) probabilities of ``region`` of the ``out_shape`` grid, read and predicted a few rows at once."""
+        if not (self.fast and supports_fast_path(self.forest_)):
+            feats = upsampler.dense(embedding, image, out_shape, region)
+            C, r, c = feats.shape
+            return self.predict_rows(np.moveaxis(feats, 0, -1).reshape(-1, C)).T.reshape(-1, r, c)
+        if upsampler.n_features(embedding) != self.n_features_in_:
+            raise InputError(f"The input gives {upsampler.n_features(embedding)} features but the head was trained "
+                             f"on {self.n_features_in_}; use images with the same channels as in training.")
+        grid = tuple(int(s) for s in (out_shape or embedding.image_shape))
+        rows, cols = region_slices(region, grid)
+
+        def read(start: int, stop: int) -> np.ndarray:
+            return upsampler.dense(embedding, image, grid, (slice(rows.start + start, rows.start + stop), cols))
+
+        return predict_proba_grid(self.forest_, read, rows.stop - rows.start, cols.stop - cols.start,
+                                  n_jobs=self.n_jobs)
 
 
 class ForestObjectHead(_Forest, ObjectHead):
     """Random forest on per-object feature rows (default: 200 trees grown to pure leaves, all cores)."""
 
     def __init__(self, *, n_estimators: int = 200, max_depth: int | None = None, min_samples_leaf: int = 1,
-                 max_features: Any = "sqrt", n_jobs: int | None = -1, random_state: int | None = None,
-                 fast: bool = True) -> None:
+                 max_features: Any = "sqrt", max_samples: int | None = None, n_jobs: int | None = -1,
+                 random_state: int | None = None, fast: bool = True) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
         self.max_features = max_features
+        self.max_samples = max_samples
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.fast = fast

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .contract import InputContract, InputLayout
+from vfm_features.threads import apply_torch_threads
+
 from .device import autocast, resolve_device
 
 
@@ -46,6 +48,7 @@ class TorchBackend:
     def run(self, images: Sequence[np.ndarray], contract: InputContract) -> list[np.ndarray]:
         """(Y, X, 3) images in 0..1 -> their (C, rows, cols) output grids, cropped to the image's cells."""
         self.load()
+        apply_torch_threads()  # the library's thread budget (VFM_FEATURES_THREADS / set_threads)
         layouts = [contract.layout(img.shape[:2]) for img in images]
         batch_size = self.extractor.batch_size
         out: list[np.ndarray] = []

@@ -1,0 +1,27 @@
+"""Run the phases of :class:`~.scale.ScaleFilters` on our own threads, with BLAS on one thread.
+
+Each phase is cut into a few more jobs than threads (contiguous runs of blocks), so a
+thread slowed by other work on the machine simply takes fewer jobs. BLAS itself is held
+at one thread meanwhile (``vfm_features.threads.native_threads(1)``, by the extractor): the threads here are the only parallelism, ``n_threads=1``
+really means one core, and BLAS's own pool does not compete with ours.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from .scale import Phase
+
+JOBS_PER_THREAD = 4
+
+
+def run_phases(phases: Sequence[Phase], pool: ThreadPoolExecutor | None, n_threads: int) -> None:
+    """Every phase in order, each split over ``pool`` (or run here when ``pool`` is None)."""
+    for job, n_blocks in phases:
+        if pool is None or n_blocks < 2:
+            job(0, n_blocks)
+            continue
+        n_jobs = min(n_blocks, JOBS_PER_THREAD * n_threads)
+        edges = [round(i * n_blocks / n_jobs) for i in range(n_jobs + 1)]
+        list(pool.map(job, edges[:-1], edges[1:]))
