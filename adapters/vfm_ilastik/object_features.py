@@ -169,55 +169,26 @@ def to_zyxc(image: Any, labels: Any, axes: Any) -> tuple[np.ndarray, np.ndarray]
     return vol, lab
 
 
-class _Accumulator:
-    """Sums of per-plane statistics for object ids 1..n, combined over z slices."""
+def _pooled(extractor: Any, upsampler: str, volume: np.ndarray, labels: np.ndarray, stats: list[str]) -> Any:
+    """``stats`` of every object over all its voxels: each slice with objects is embedded and gives the per-object
+    partial sums of its pixels, merged exactly over the slices (``vf.Aggregator``); None when no slice has one."""
+    aggregator = vf.Aggregator(tuple(stats), include_area=False)
+    parts = []
+    for z in range(volume.shape[0]):
+        mask = labels[z].astype(np.int64)
+        if mask.any():
+            parts.append(aggregator.sums(_embed(extractor, volume[z]), volume[z], mask, upsampler))
+    return aggregator.merge(parts) if parts else None
 
-    def __init__(self, n: int, stats: set[str]) -> None:
-        self.n, self.stats = n, stats
-        self.area = np.zeros(n, np.float64)
-        self.sum: np.ndarray | None = None
-        self.sq: np.ndarray | None = None
-        self.min: np.ndarray | None = None
-        self.max: np.ndarray | None = None
 
-    def add(self, feats: Any, n_features: int) -> None:
-        if self.sum is None:
-            self.sum = np.zeros((self.n, n_features), np.float64)
-            self.sq = np.zeros((self.n, n_features), np.float64)
-            self.min = np.full((self.n, n_features), np.inf, np.float64)
-            self.max = np.full((self.n, n_features), -np.inf, np.float64)
-        if not len(feats.ids):
-            return
-        rows = feats.ids - 1
-        names = feats.names
-        block = {s: feats.values[:, [i for i, nm in enumerate(names) if nm.startswith(s + "_")]].astype(np.float64)
-                 for s in ("mean", "std", "min", "max") if any(nm.startswith(s + "_") for nm in names)}
-        area = feats.values[:, names.index("area")].astype(np.float64)
-        self.area[rows] += area
-        self.sum[rows] += block["mean"] * area[:, None]
-        if "std" in block:
-            self.sq[rows] += (block["std"] ** 2 + block["mean"] ** 2) * area[:, None]
-        if "min" in block:
-            self.min[rows] = np.minimum(self.min[rows], block["min"])
-        if "max" in block:
-            self.max[rows] = np.maximum(self.max[rows], block["max"])
-
-    def result(self, stat: str, n_features: int) -> np.ndarray:
-        if self.sum is None:
-            return np.zeros((self.n, n_features), np.float32)
-        present = self.area > 0
-        out = np.zeros_like(self.sum)
-        area = np.maximum(self.area, 1)[:, None]
-        mean = self.sum / area
-        if stat == "mean":
-            out = mean
-        elif stat == "std":
-            out = np.sqrt(np.maximum(self.sq / area - mean ** 2, 0))
-        elif stat == "min":
-            out = np.where(present[:, None], self.min, 0)
-        else:
-            out = np.where(present[:, None], self.max, 0)
-        return out.astype(np.float32)
+def _rows(pooled: Any, stat: str, n: int, n_features: int) -> np.ndarray:
+    """(n, C) float32 rows of ``stat`` for ids 1..n; ids absent from the labels get zeros."""
+    if pooled is None:
+        return np.zeros((n, n_features), np.float32)
+    cols = [i for i, name in enumerate(pooled.names) if name.startswith(stat + "_")]
+    out = np.zeros((n, len(cols)), np.float32)
+    out[pooled.ids - 1] = pooled.values[:, cols]
+    return out
 
 
 def object_features(volume: np.ndarray, labels: np.ndarray, features: Mapping[str, Mapping[str, Any]]
@@ -238,20 +209,11 @@ def object_features(volume: np.ndarray, labels: np.ndarray, features: Mapping[st
         requests.setdefault((extractor, str(upsampler)), {})[name] = stat
     for (name, upsampler), wanted in requests.items():
         extractor = _extractor(name)
-        stats = {"mean", *wanted.values()}
-        acc = _Accumulator(n, stats)
+        stats = [s for s in STATS if s in wanted.values()]
+        pooled = _pooled(extractor, upsampler, volume, labels, stats) if n else None
         n_features = extractor.n_features_for(volume.shape[-1])
-        for z in range(volume.shape[0] if n else 0):
-            plane, mask = volume[z], labels[z]
-            if not mask.any():
-                continue
-            emb = _embed(extractor, plane)
-            n_features = emb.n_features
-            feats = vf.aggregate_embedding(emb, mask.astype(np.int64), stats=[s for s in STATS if s in stats],
-                                           include_area=True, upsampler=upsampler, image=plane)
-            acc.add(feats, n_features)
         for feature, stat in wanted.items():
-            out[feature] = acc.result(stat, n_features)
+            out[feature] = _rows(pooled, stat, n, n_features)
     return out
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -96,18 +95,7 @@ class Segmenter:
         if empty_labels not in _EMPTY:
             raise vf.InputError(f"empty_labels={empty_labels!r}; use one of {_EMPTY}.")
         self.empty_labels = empty_labels
-        self._tmp = None
-        if cache is None:
-            try:
-                import zarr  # noqa: F401 - the embedding cache's store
-            except ImportError:
-                cache = None
-            else:
-                self._tmp = tempfile.TemporaryDirectory(prefix="vfm-labkit-cache-")
-                cache = vf.EmbeddingCache(Path(self._tmp.name) / "embeddings.zarr")
-        elif isinstance(cache, (str, os.PathLike)):
-            cache = vf.EmbeddingCache(cache)
-        self.cache = cache
+        self.cache, self._tmp = vf.session_cache(cache, prefix="vfm-labkit-cache-")
         self._params = dict(extractor=extractor, extractor_options=extractor_options, upsampler=upsampler,
                             upsampler_options=upsampler_options, head=head, head_options=head_options,
                             budget=budget, working_shape=working_shape, n_jobs=n_jobs, random_state=random_state)

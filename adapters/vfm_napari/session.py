@@ -10,11 +10,8 @@ embedding; built extractors are kept too (a model loads once).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Generator
 
 import numpy as np
@@ -64,18 +61,7 @@ class Session:
     """Embedding cache and built extractors shared by every run of one widget."""
 
     def __init__(self, cache: Any = None) -> None:
-        self._tmp = None
-        if cache is None:
-            try:
-                import zarr  # noqa: F401 - the embedding cache's store
-            except ImportError:
-                cache = None
-            else:
-                self._tmp = tempfile.TemporaryDirectory(prefix="vfm-napari-cache-")
-                cache = vf.EmbeddingCache(Path(self._tmp.name) / "embeddings.zarr")
-        elif isinstance(cache, (str, os.PathLike)):
-            cache = vf.EmbeddingCache(cache)
-        self.cache = cache
+        self.cache, self._tmp = vf.session_cache(cache, prefix="vfm-napari-cache-")
         self._extractors: dict[str, Any] = {}
         self.classifier: Any = None
 

@@ -10,7 +10,9 @@ SPECS = (
         factory="vfm_features_regionprops.extractor:RegionpropsExtractor",
         kind="object",
         description=("Per-object shape and intensity features (area, intensity mean/max/min, perimeter, "
-                     "eccentricity, solidity, extent, axis lengths, orientation, centroid) via scikit-image."),
+                     "eccentricity, solidity, extent, axis lengths, orientation, centroid) via scikit-image; "
+                     "3D objects of a volume get volume, intensities, extent, axis lengths, equivalent "
+                     "diameter and centroid."),
         default=True,
         input_channels="any",
         license="MIT",

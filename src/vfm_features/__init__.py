@@ -56,6 +56,7 @@ _LAZY = {
     "sample_pixels": "features.sampling",
     "sample_balanced": "features.sampling",
     "EmbeddingCache": "features.cache",
+    "session_cache": "features.cache",
     "Tiling": "features.tiling",
     "plan_tiles": "features.tiling",
     "PixelHead": "heads.base",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from vfm_features.errors import InputError
-from vfm_features.validation import check_image
+from vfm_features.validation import check_image, check_instance_mask
 
 NORMALIZATIONS = ("auto", "dtype", "minmax", "percentile", "none")
 
@@ -52,6 +52,23 @@ def to_planes(image: np.ndarray, axes: str | None = None) -> tuple[list[np.ndarr
     stack_shape = arr.shape[:-3]
     planes = list(arr.reshape((-1,) + arr.shape[-3:]))
     return planes, stack_shape
+
+
+def check_volume_axes(axes: str | None, stack: tuple[int, ...]) -> None:
+    """A stack whose objects are measured in 3D must be one volume: a single Z axis (``ZYX`` / ``ZYXC``)."""
+    if len(stack) != 1 or "Z" not in (axes or "").upper():
+        raise InputError(f"axes={axes!r} give a stack of shape {tuple(stack)}; objects are measured in a 2D "
+                         "image or in one volume with axes 'ZYX' or 'ZYXC' (and a 3D instance mask). Pass time "
+                         "points or other stacks one by one.")
+
+
+def volume_mask(mask: Any, volume_shape: tuple[int, int, int]) -> np.ndarray:
+    """The checked 3D instance mask of a volume of ``volume_shape`` (Z, Y, X)."""
+    if np.shape(mask) != tuple(volume_shape):
+        raise InputError(f"The instance mask has shape {np.shape(mask)} but the volume is {tuple(volume_shape)} "
+                         "(Z, Y, X); a volume needs a 3D instance mask of the same shape (an object keeps its id "
+                         "across slices).")
+    return check_instance_mask(mask, volume_shape)
 
 
 def select_channels(plane: np.ndarray, channels: str | Sequence[int] = "sum") -> np.ndarray:

@@ -118,7 +118,6 @@ def native_threads(n: int = 1) -> Iterator[None]:
     count asked for holds while any block runs, and the original settings come back
     after the last one leaves.
     """
-    global _active
     n = _check_count(n, "native_threads(n)")
     with _lock:
         _limits[n] = _limits.get(n, 0) + 1

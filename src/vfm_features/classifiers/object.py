@@ -17,7 +17,7 @@ from vfm_features.extractor import ObjectFeatures, ensure_sequence
 from vfm_features.features.aggregate import DEFAULT_STATS, Aggregator
 from vfm_features.features.sampling import sample_balanced
 from vfm_features.heads.base import ObjectSamples
-from vfm_features.preprocess import to_planes
+from vfm_features.preprocess import check_volume_axes, to_planes, volume_mask
 from vfm_features.progress import progress_bar
 from vfm_features.validation import (
     check_bool,
@@ -39,7 +39,7 @@ class ObjectPrediction:
     classes: np.ndarray
     probabilities: np.ndarray  # (n, K) in the order of ``class_ids``
     class_ids: np.ndarray
-    class_image: np.ndarray  # (Y, X): each object painted with its class, 0 = background
+    class_image: np.ndarray  # (Y, X), or (Z, Y, X) for a volume: each object painted with its class, 0 = background
 
     def as_dict(self) -> dict[int, int]:
         return {int(i): int(c) for i, c in zip(self.ids, self.classes)}
@@ -58,6 +58,20 @@ def majority_vote(instances: np.ndarray, class_image: np.ndarray) -> dict[int, i
     pairs = pairs[order]
     first = np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]
     return {int(o): int(c) for o, c in pairs[first]}
+
+
+def volume_object_features(extractor: Any, planes: list[np.ndarray], mask: np.ndarray) -> ObjectFeatures:
+    """Features of the 3D objects of ``mask`` from an object extractor that measures volumes."""
+    if not getattr(extractor, "volumes", False):
+        raise InputError(f"The extractor {extractor.name!r} measures 2D objects only; for a volume use a pixel "
+                         "extractor (its per-slice embeddings are merged per 3D object) or classify the slices "
+                         "as 2D images.")
+    return extractor.object_features(np.stack(planes), mask, axes="ZYXC")
+
+
+def _joined(planes: list[np.ndarray]) -> np.ndarray:
+    """One (Y, X, C) plane, or the slices of a volume one below the other (for intensity ranges)."""
+    return planes[0] if len(planes) == 1 else np.concatenate(planes, axis=0)
 
 
 def _whole(value: Any, what: str) -> int:
@@ -105,6 +119,11 @@ class ObjectClassifier(BaseClassifier):
     the default head ``rf`` has 200 trees grown to pure leaves. ``reduce=k`` (pixel
     extractors only) aggregates the embedding's ``k`` leading principal components,
     fitted on the training images' embeddings.
+
+    Volumes: an image with axes ``ZYX`` / ``ZYXC`` and a 3D instance mask gives 3D objects. A pixel
+    extractor embeds each slice and merges the per-slice partial sums of every object, so its
+    statistics cover all its voxels (``area`` = voxel count; an object in one slice gets exactly its
+    2D features); an object extractor must measure volumes itself (``regionprops`` does).
     """
 
     _kind = "object"
@@ -144,29 +163,59 @@ class ObjectClassifier(BaseClassifier):
         return sig
 
     # -- features ------------------------------------------------------------
-    def _plane(self, image: Any, axes: str | None) -> np.ndarray:
+    def _planes(self, image: Any, mask: Any, axes: str | None) -> tuple[list[np.ndarray], np.ndarray]:
+        """The (Y, X, C) planes of ``image`` (one for a 2D image, one per slice of a volume) and its checked
+        instance mask ((Y, X), or (Z, Y, X) for a volume)."""
         planes, stack = to_planes(image, axes)
-        if stack:
-            raise InputError("ObjectClassifier takes 2D images; loop over the planes of a stack.")
-        return planes[0]
+        if not stack:
+            return planes, check_instance_mask(mask, planes[0].shape[:2])
+        check_volume_axes(axes, stack)
+        return planes, volume_mask(mask, tuple(stack) + planes[0].shape[:2])
 
-    def _object_samples(self, plane: np.ndarray, mask: np.ndarray, embedding: Any = None) -> ObjectSamples:
-        """Samples of every object of ``mask`` in ``plane`` (classes unset), features not yet read."""
+    def _object_samples(self, planes: list[np.ndarray], mask: np.ndarray, embeddings: Sequence[Any] = (),
+                        head: Any = None) -> ObjectSamples:
+        """Samples of every object of ``mask`` in ``planes`` (classes unset), features not yet read.
+
+        ``embeddings`` holds embeddings of the planes computed already (None where not).
+        """
         extractor, upsampler = self._components()
+        if mask.ndim == 3:
+            return self._volume_samples(planes, mask, embeddings, head)
+        plane = planes[0]
         if getattr(extractor, "kind", "pixel") == "object":
             feats = extractor.object_features(plane, mask, axes="YXC")
             return ObjectSamples(np.zeros(len(feats.ids), np.int64), feats.ids, object_features=[feats])
         ids = np.unique(mask[mask > 0])
-        emb = self._embed(extractor, plane) if embedding is None else embedding
+        emb = embeddings[0] if len(embeddings) and embeddings[0] is not None else self._embed(extractor, plane)
         return ObjectSamples(np.zeros(len(ids), np.int64), ids, embeddings=[emb],
                              images=[plane], masks=[mask], aggregator=self._aggregator(), upsampler=upsampler)
+
+    def _volume_samples(self, planes: list[np.ndarray], mask: np.ndarray, embeddings: Sequence[Any],
+                        head: Any) -> ObjectSamples:
+        """Samples of the 3D objects of a volume: per-slice partial sums of the embedding, merged per object."""
+        extractor, upsampler = self._components()
+        if getattr(extractor, "kind", "pixel") == "object":
+            feats = volume_object_features(extractor, planes, mask)
+            return ObjectSamples(np.zeros(len(feats.ids), np.int64), feats.ids, object_features=[feats])
+        if head is not None and head.needs_embeddings:
+            raise InputError(f"The head {self.head!r} reads the embedding of each image itself, which a volume "
+                             "(one embedding per slice) does not give; use a feature-row head such as 'rf' for "
+                             "volumes, or classify the slices as 2D images.")
+        aggregator = self._aggregator()
+        slices = [z for z in range(len(planes)) if mask[z].any()] or [0]
+        parts = []
+        for z in slices:
+            emb = embeddings[z] if z < len(embeddings) and embeddings[z] is not None else None
+            emb = self._embed(extractor, planes[z]) if emb is None else emb
+            parts.append(aggregator.sums(emb, planes[z], mask[z], upsampler))
+        feats = aggregator.merge(parts)
+        return ObjectSamples(np.zeros(len(feats.ids), np.int64), feats.ids, object_features=[feats])
 
     def object_features(self, image: Any, mask: Any, *, axes: str | None = None) -> ObjectFeatures:
         """The per-object features this classifier uses for ``image`` and its instance ``mask``."""
         self._check_params()
-        plane = self._plane(image, axes)
-        mask = check_instance_mask(mask, plane.shape[:2])
-        samples = self._object_samples(plane, mask)
+        planes, mask = self._planes(image, mask, axes)
+        samples = self._object_samples(planes, mask)
         return ObjectFeatures(samples.ids, samples.features(), list(samples.names or []))
 
     # -- training ------------------------------------------------------------
@@ -189,12 +238,15 @@ class ObjectClassifier(BaseClassifier):
         head = self._new_head()
         kept: dict[int, Any] = {}
         if self.reduce is not None and getattr(self, "reduction_", None) is None:
-            kept = self._fit_reduction(self._components()[0], [self._plane(img, axes) for img in images])
-        for i, (img, mask, labs) in enumerate(progress_bar(list(zip(images, masks, object_labels)), self.progress,
-                                                           desc="object features")):
-            plane = self._plane(img, axes)
-            mask = check_instance_mask(mask, plane.shape[:2])
-            samples = self._object_samples(plane, mask, kept.pop(i, None))
+            kept = self._fit_reduction(self._components()[0], [
+                p for img, mask in zip(images, masks) for p in self._planes(img, mask, axes)[0]])
+        start = 0  # position of the image's first plane among all planes (the keys of ``kept``)
+        for img, mask, labs in progress_bar(list(zip(images, masks, object_labels)), self.progress,
+                                            desc="object features"):
+            planes, mask = self._planes(img, mask, axes)
+            embeddings = [kept.pop(start + z, None) for z in range(len(planes))]
+            start += len(planes)
+            samples = self._object_samples(planes, mask, embeddings, head)
             mapping = label_mapping(labs, mask, samples.ids)
             if not mapping:
                 continue
@@ -204,7 +256,7 @@ class ObjectClassifier(BaseClassifier):
             labelled.features()
             key = len(self._samples)
             self._samples[key] = labelled if head.needs_embeddings else labelled.without_embeddings()
-            self._record_intensity(key, plane)
+            self._record_intensity(key, _joined(planes))
             self.feature_names_ = list(labelled.names or [])
         if not self._samples:
             check_classes_present(np.zeros(0, np.int64), what="object labels")
@@ -221,10 +273,9 @@ class ObjectClassifier(BaseClassifier):
         """(ids, probabilities (n, K)) for every object in ``mask``."""
         check_is_fitted(self, "head_")
         self._check_signature()
-        plane = self._plane(image, axes)
-        mask = check_instance_mask(mask, plane.shape[:2])
-        self._warn_intensity(plane)
-        samples = self._object_samples(plane, mask)
+        planes, mask = self._planes(image, mask, axes)
+        self._warn_intensity(_joined(planes))
+        samples = self._object_samples(planes, mask, head=self.head_)
         if len(samples) == 0:
             return samples.ids, np.zeros((0, len(self.classes_)), np.float32)
         if samples.features().shape[1] != self.n_features_in_ and not self.head_.needs_embeddings:

@@ -21,9 +21,10 @@ import numpy as np
 from vfm_features.extractor import ObjectFeatures
 from vfm_features.geometry import Embedding
 from vfm_features.registry import get_upsampler
-from vfm_features.validation import STATS, check_instance_mask, check_stats
+from vfm_features.validation import check_instance_mask, check_stats
 
 from .bilinear import BilinearUpsampler
+from .partials import ObjectSums, finish_statistics  # noqa: F401 (finish_statistics: re-exported)
 from .upsample import axis_taps
 
 DEFAULT_STATS = ("mean",)
@@ -43,6 +44,15 @@ class Aggregator:
                  upsampler: Any = "bilinear") -> ObjectFeatures:
         return aggregate_embedding(embedding, mask, stats=self.stats, include_area=self.include_area,
                                    upsampler=upsampler, image=image)
+
+    def sums(self, embedding: Embedding, image: np.ndarray | None, mask: np.ndarray,
+             upsampler: Any = "bilinear") -> ObjectSums:
+        """The per-object partial sums of one plane (a slice of a volume), to :meth:`merge` with others."""
+        return embedding_sums(embedding, mask, stats=self.stats, upsampler=upsampler, image=image)
+
+    def merge(self, parts: Sequence[ObjectSums]) -> ObjectFeatures:
+        """Per-object features from the sums of several planes: each object over all its pixels (voxels)."""
+        return ObjectSums.merge(parts, self.stats).finish(self.stats, self.include_area)
 
     def signature(self) -> dict[str, Any]:
         return {"stats": list(self.stats), "include_area": bool(self.include_area)}
@@ -81,19 +91,29 @@ def aggregate_embedding(embedding: Embedding, mask: np.ndarray, *, stats: Sequen
     ``image`` is the plane the embedding came from (image-guided upsamplers read it).
     """
     stats = check_stats(stats)
+    sums = embedding_sums(embedding, mask, stats=stats, upsampler=upsampler, image=image, band_rows=band_rows)
+    return sums.finish(stats, include_area)
+
+
+def embedding_sums(embedding: Embedding, mask: np.ndarray, *, stats: Sequence[str] = DEFAULT_STATS,
+                   upsampler: Any = "bilinear", image: np.ndarray | None = None, band_rows: int = 128
+                   ) -> ObjectSums:
+    """Per-object partial sums (:class:`ObjectSums`) of the upsampled features of one plane over ``mask``.
+
+    Sums of several planes (the slices of a volume) merge exactly with :meth:`ObjectSums.merge`.
+    """
+    stats = check_stats(stats)
     mask = check_instance_mask(mask, embedding.image_shape)
     up = get_upsampler(upsampler)
     ids, areas = np.unique(mask[mask > 0], return_counts=True)
-    C = up.n_features(embedding)
     n = len(ids)
+    sums = ObjectSums.empty(ids, up.n_features(embedding), stats)
     # the bilinear upsampler's means as one sparse product (a full-resolution embedding is read directly)
     linear = type(up) is BilinearUpsampler and not embedding.geometry.is_identity and n > 0
-    s1 = bilinear_sums(embedding, mask, ids) if linear else np.zeros((n, C), np.float64)
-    s2 = np.zeros((n, C), np.float64) if "std" in stats else None
-    mn = np.full((n, C), np.inf, np.float32) if "min" in stats else None
-    mx = np.full((n, C), -np.inf, np.float32) if "max" in stats else None
+    if linear:
+        sums.s1 = bilinear_sums(embedding, mask, ids)
     H = mask.shape[0]
-    banded = n > 0 and (not linear or s2 is not None or mn is not None or mx is not None)
+    banded = n > 0 and (not linear or sums.s2 is not None or sums.mn is not None or sums.mx is not None)
     for r0 in range(0, H if banded else 0, band_rows):
         rows = slice(r0, min(H, r0 + band_rows))
         m = mask[rows]
@@ -101,35 +121,7 @@ def aggregate_embedding(embedding: Embedding, mask: np.ndarray, *, stats: Sequen
         if not sel.any():
             continue
         feats = up.dense(embedding, image, None, (rows, slice(None)))  # (C, r, W)
-        lab = m[sel]
         vals = np.moveaxis(feats, 0, -1)[sel]  # (npix, C): rows of pixel-major memory
-        order = np.argsort(lab, kind="stable")
-        lab = lab[order]
-        vals = vals[order]
-        uniq, starts = np.unique(lab, return_index=True)
-        pos = np.searchsorted(ids, uniq)
-        if not linear:
-            s1[pos] += np.add.reduceat(vals, starts, axis=0, dtype=np.float64)
-        if s2 is not None:
-            s2[pos] += np.add.reduceat(vals.astype(np.float64) ** 2, starts, axis=0)
-        if mn is not None:
-            mn[pos] = np.minimum(mn[pos], np.minimum.reduceat(vals, starts, axis=0))
-        if mx is not None:
-            mx[pos] = np.maximum(mx[pos], np.maximum.reduceat(vals, starts, axis=0))
-    mean = s1 / np.maximum(areas, 1)[:, None]
-    blocks, names = [], []
-    for stat in stats:
-        if stat == "mean":
-            blocks.append(mean)
-        elif stat == "std":
-            blocks.append(np.sqrt(np.maximum(s2 / np.maximum(areas, 1)[:, None] - mean**2, 0)))
-        elif stat == "min":
-            blocks.append(mn)
-        else:
-            blocks.append(mx)
-        names += [f"{stat}_{c}" for c in range(C)]
-    if include_area:
-        blocks.append(areas[:, None].astype(np.float64))
-        names.append("area")
-    values = np.concatenate(blocks, axis=1).astype(np.float32) if n else np.zeros((0, len(names)), np.float32)
-    return ObjectFeatures(ids=ids.astype(np.int64), values=values, names=names)
+        sums.add(ObjectSums.from_pixels(m[sel], vals, stats, sums=not linear), sums=not linear)
+    sums.count = areas.astype(np.int64)
+    return sums

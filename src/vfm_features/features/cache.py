@@ -358,3 +358,25 @@ class EmbeddingCache:
             if not final.is_dir():
                 raise
             # Another process published the same key first; its entry is as good as ours.
+
+
+def session_cache(cache: Any = None, *, prefix: str = "vfm-features-cache-") -> tuple[Any, Any]:
+    """An embedding cache for an interactive session: ``(cache, temporary_directory)``.
+
+    ``cache`` may be an :class:`EmbeddingCache`, a path (opened as one) or None:
+    then a cache in a new temporary directory when zarr is installed (the caller
+    keeps the returned ``TemporaryDirectory`` alive and cleans it up), else no
+    cache (``(None, None)``).
+    """
+    if isinstance(cache, (str, os.PathLike)):
+        return EmbeddingCache(cache), None
+    if cache is not None:
+        return cache, None
+    try:
+        _zarr()
+    except ImportError:
+        return None, None
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    return EmbeddingCache(Path(tmp.name) / "embeddings.zarr"), tmp

@@ -19,7 +19,7 @@ import numpy as np
 
 from vfm_features.classifiers.blocks import aligned_halo, block_alignment, default_halo, predict_block
 from vfm_features.errors import InputError
-from vfm_features.features.aggregate import Aggregator
+from vfm_features.features.partials import ObjectSums, finish_statistics
 from vfm_features.features.source import embed_plane
 from vfm_features.heads.base import ObjectSamples
 from vfm_features.io import atomic_path
@@ -125,31 +125,15 @@ def _predict_pixels(classifier, image, output, block_shape, halo, probabilities,
 # -- objects ------------------------------------------------------------------------------------------------------
 def _block_partials(classifier: Any, data: np.ndarray, block: Block, mask_core: np.ndarray) -> dict[str, np.ndarray]:
     """Per-object sums over the block's core: ids, pixel count, sum, sum of squares, min, max of each feature."""
-    ids_all = mask_core[mask_core > 0]
-    C = None
     extractor, upsampler = classifier.extractor_, classifier.upsampler_
-    if not ids_all.size:
+    if not (mask_core > 0).any():
         return {"ids": np.zeros(0, np.int64)}
     emb = embed_plane(extractor, data, classifier.cache)
     feats = upsampler.dense(emb, data, data.shape[:2], block.region)  # (C, core rows, core cols)
-    C = feats.shape[0]
     sel = mask_core > 0
     lab = mask_core[sel].astype(np.int64)
     vals = feats[:, sel].T  # (n pixels, C)
-    order = np.argsort(lab, kind="stable")
-    lab, vals = lab[order], vals[order]
-    ids, starts, counts = np.unique(lab, return_index=True, return_counts=True)
-    out = {"ids": ids, "count": counts.astype(np.int64),
-           "s1": np.add.reduceat(vals, starts, axis=0, dtype=np.float64)}
-    stats = tuple(classifier.stats)
-    if "std" in stats:
-        out["s2"] = np.add.reduceat(vals.astype(np.float64) ** 2, starts, axis=0)
-    if "min" in stats:
-        out["mn"] = np.minimum.reduceat(vals, starts, axis=0)
-    if "max" in stats:
-        out["mx"] = np.maximum.reduceat(vals, starts, axis=0)
-    out["n_features"] = np.array([C], np.int64)
-    return out
+    return ObjectSums.from_pixels(lab, vals, tuple(classifier.stats)).to_arrays()
 
 
 def partial_task(shared: tuple[Any, Any, Any, Any], block: Block) -> int:
@@ -167,41 +151,10 @@ def merge_partials(parts: list[dict[str, np.ndarray]], stats: tuple[str, ...], i
     parts = [p for p in parts if len(p["ids"])]
     if not parts:
         return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), []
-    C = int(parts[0]["n_features"][0])
-    ids = np.unique(np.concatenate([p["ids"] for p in parts]))
-    n = len(ids)
-    count = np.zeros(n, np.int64)
-    s1 = np.zeros((n, C), np.float64)
-    s2 = np.zeros((n, C), np.float64) if "std" in stats else None
-    mn = np.full((n, C), np.inf, np.float32) if "min" in stats else None
-    mx = np.full((n, C), -np.inf, np.float32) if "max" in stats else None
-    for p in parts:  # block order: the same sums whatever ran where
-        pos = np.searchsorted(ids, p["ids"])
-        count[pos] += p["count"]
-        s1[pos] += p["s1"]
-        if s2 is not None:
-            s2[pos] += p["s2"]
-        if mn is not None:
-            mn[pos] = np.minimum(mn[pos], p["mn"])
-        if mx is not None:
-            mx[pos] = np.maximum(mx[pos], p["mx"])
-    area = count.astype(np.float64)
-    mean = s1 / np.maximum(area, 1)[:, None]
-    blocks, names = [], []
-    for stat in stats:
-        if stat == "mean":
-            blocks.append(mean)
-        elif stat == "std":
-            blocks.append(np.sqrt(np.maximum(s2 / np.maximum(area, 1)[:, None] - mean ** 2, 0)))
-        elif stat == "min":
-            blocks.append(mn)
-        else:
-            blocks.append(mx)
-        names += [f"{stat}_{c}" for c in range(C)]
-    if include_area:
-        blocks.append(area[:, None])
-        names.append("area")
-    return ids, np.concatenate(blocks, axis=1).astype(np.float32), names
+    sums = ObjectSums.merge([ObjectSums.from_arrays(p) for p in parts], stats, int(parts[0]["n_features"][0]))
+    values, names = finish_statistics(sums.count.astype(np.float64), sums.s1, sums.s2, sums.mn, sums.mx, stats,
+                                      include_area)
+    return sums.ids, values, names
 
 
 def paint_task(shared: tuple[Any, Any, Any], block: Block) -> int:

@@ -295,7 +295,7 @@ class DeapPixelHead(Probe, PixelHead):
         import torch
 
         from .nets import init_parameters
-        from .training import macro_f1, train
+        from .training import macro_f1
 
         self._check_params()
         self._classes(samples.y)
@@ -399,13 +399,5 @@ class DeapPixelHead(Probe, PixelHead):
             nll = -np.log(np.maximum(proba[np.arange(len(truth)), truth], 1e-12))
             return macro_f1(truth, proba.argmax(1)), float(np.mean(nll * val_weights[truth]))
 
-        log = train(net, batch=batch, loss=loss, validate=None if val_idx is None else validate, rng=rng,
-                    lr=self.lr, weight_decay=self.weight_decay, max_iter=self.max_iter, val_every=self.val_every,
-                    patience=self.patience, max_time=self.max_time, device=device, precision=self.precision,
-                    progress=self.progress, desc="train deap", cancel=getattr(self, "_cancel", None))
-        self.n_iter_ = log.n_iter
-        self.best_score_ = log.best_score
-        self.history_ = log.history
-        self.train_log_ = log
-        self.n_val_ = 0 if val_idx is None else len(val_idx)
-        return self
+        return self._train(net, batch=batch, loss=loss, validate=validate, val_idx=val_idx, rng=rng, device=device,
+                           desc="train deap")

@@ -65,6 +65,22 @@ class Probe(BaseEstimator):
         context = self.context if self.context is not None else 3.0 * sigma_px
         return int(np.clip(np.ceil(context / cell), 1, 16))
 
+    def _train(self, net: Any, *, batch: Any, loss: Any, validate: Any, val_idx: Any, rng: np.random.Generator,
+               device: str, desc: str) -> "Probe":
+        """Run the training loop with this probe's settings and keep its log (``n_iter_``, ``history_``, ...)."""
+        from .training import train
+
+        log = train(net, batch=batch, loss=loss, validate=None if val_idx is None else validate, rng=rng,
+                    lr=self.lr, weight_decay=self.weight_decay, max_iter=self.max_iter, val_every=self.val_every,
+                    patience=self.patience, max_time=self.max_time, device=device, precision=self.precision,
+                    progress=self.progress, desc=desc, cancel=getattr(self, "_cancel", None))
+        self.n_iter_ = log.n_iter
+        self.best_score_ = log.best_score
+        self.history_ = log.history
+        self.train_log_ = log
+        self.n_val_ = 0 if val_idx is None else len(val_idx)
+        return self
+
     # -- the network --------------------------------------------------------------------------
     def _build_net(self, n_features: int, n_classes: int, sigma_px: float) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
