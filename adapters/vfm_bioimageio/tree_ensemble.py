@@ -1,7 +1,7 @@
 """A fitted random forest as a torch module built from its checked node arrays (exportable to ONNX).
 
-The forest's arrays (:func:`vfm_features.heads.forest_arrays.forest_to_arrays`,
-checked by :func:`~vfm_features.heads.forest_arrays.check_forest_arrays`) become
+The forest's arrays (:func:`vfm_features.forest_to_arrays`,
+checked by :func:`vfm_features.check_forest_arrays`) become
 padded per-tree tables; every row walks all trees at once for as many steps as the
 deepest tree has levels (a leaf points to itself, so walks that end early stay
 put). The graph has only Gather, LessOrEqual and Where: no ``ai.onnx.ml`` operator,
@@ -20,9 +20,31 @@ from typing import Any
 
 import numpy as np
 
-from vfm_features.heads.forest_arrays import TREE_LEAF, check_forest_arrays, forest_to_arrays
+import vfm_features as vf
 
-__all__ = ["TreeEnsemble", "float32_thresholds"]
+TREE_LEAF = -1  # scikit-learn's marker of a leaf in children_left / children_right
+
+__all__ = ["EXPORTABLE_HEADS", "check_forest_head", "float32_thresholds", "forest_module"]
+
+EXPORTABLE_HEADS = ("rf", "rf-onnx")
+
+
+def check_forest_head(classifier: Any) -> Any:
+    """The fitted scikit-learn forest of ``classifier``'s head; InputError when it is unfitted or not a forest."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    
+    head = getattr(classifier, "head_", None)
+    if head is None:
+        raise vf.InputError("Cannot package this classifier as a bioimage.io model: the classifier is not fitted; "
+                         "call fit() first.")
+    forest = getattr(head, "forest_", None)
+    if not isinstance(forest, RandomForestClassifier) or getattr(forest, "n_outputs_", 1) != 1:
+        raise vf.InputError(f"Cannot package this classifier as a bioimage.io model: the head {type(head).__name__} "
+                         f"cannot be exported: only the random-forest heads {EXPORTABLE_HEADS} are written as a "
+                         "graph so far (the attentive probes deap/obap/hybrid read image patches and sampled cells "
+                         "that have no exporter yet).")
+    return forest
 
 
 def float32_thresholds(threshold: np.ndarray) -> np.ndarray:
@@ -35,8 +57,8 @@ def float32_thresholds(threshold: np.ndarray) -> np.ndarray:
 
 def _tables(forest: Any) -> tuple[dict[str, np.ndarray], int]:
     """Padded (trees, nodes) tables of a fitted forest and the depth of its deepest tree."""
-    arrays = forest_to_arrays(forest)
-    trees = check_forest_arrays(arrays, int(forest.n_features_in_))
+    arrays = vf.forest_to_arrays(forest)
+    trees = vf.check_forest_arrays(arrays, int(forest.n_features_in_))
     T, M = len(trees), max(stop - start for start, stop, _ in trees)
     K = arrays["value"].shape[1]
     left = np.zeros((T, M), np.int64)
@@ -57,12 +79,12 @@ def _tables(forest: Any) -> tuple[dict[str, np.ndarray], int]:
         total = counts.sum(axis=1, keepdims=True)
         value[t, :n] = (counts / np.where(total == 0, 1.0, total)).astype(np.float32)
     offset = (np.arange(T, dtype=np.int64) * M)[None, :]
-    tables = {"left": left.ravel() + 0, "right": right.ravel(), "feature": feature.ravel(),
+    tables = {"left": left.ravel(), "right": right.ravel(), "feature": feature.ravel(),
               "threshold": threshold.ravel(), "value": value.reshape(T * M, K), "offset": offset}
     return tables, max(depth for _, _, depth in trees)
 
 
-def TreeEnsemble(forest: Any) -> Any:
+def forest_module(forest: Any) -> Any:
     """A torch module: (N, F) float32 rows -> (N, K) class probabilities of the fitted ``forest``."""
     import torch
 

@@ -2,7 +2,11 @@
 
 A module ``vfm_features.cli.<name>`` provides ``add_arguments(parser)`` and
 ``run(args) -> int``; it is imported only when its command runs, so
-``vfm-features --help`` and ``vfm-features list`` start without torch.
+``vfm-features --help`` and ``vfm-features list`` start without torch. Other
+distributions (the adapters, third-party packages) add commands through the
+entry-point group ``vfm_features.commands``: the name is the command, the value a
+module with ``DESCRIPTION``, ``add_arguments`` and ``run`` (light to import), so
+the core never imports them by name.
 
 Every failure - a usage error, a refused output, an unreadable or damaged
 file, a library error - exits with status 1 and one line on stderr,
@@ -32,6 +36,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-onnx": ("export_cmd", "Export a model extractor's image encoder to an ONNX folder (-o DIR), checked "
                                   "against torch; runs without torch afterwards."),
 }
+
+
+#: entry-point group of commands that other distributions add
+COMMAND_GROUP = "vfm_features.commands"
+
+
+def _plugin_commands() -> dict[str, object]:
+    """Commands other distributions register: name -> entry point (built-in names win)."""
+    from importlib.metadata import entry_points
+
+    found = {}
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        if ep.name not in COMMANDS and ep.name not in found:
+            found[ep.name] = ep
+    return found
 
 
 class UsageError(Exception):
@@ -64,6 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name != f"{__name__}.{module}":
                 raise
             p.set_defaults(_missing=True)
+    for name, ep in _plugin_commands().items():
+        try:
+            module = importlib.import_module(ep.value)  # type: ignore[attr-defined]
+            help_text = str(getattr(module, "DESCRIPTION", "")) or f"command from {ep.value}"  # type: ignore
+            p = sub.add_parser(name, help=help_text, description=help_text)
+            module.add_arguments(p)
+        except Exception as exc:  # a broken plugin command must not break the others
+            import warnings
+
+            warnings.warn(f"The command {name!r} ({ep.value}) could not be loaded and is skipped: "  # type: ignore
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        p.set_defaults(_module_path=module.__name__)
     return parser
 
 
@@ -97,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(None, f"give a command: {', '.join(COMMANDS)} (see 'vfm-features --help').")
     if getattr(args, "_missing", False):
         return _fail(args.command, "this command is not available in this build.")
-    module = importlib.import_module(f".{args._module}", __name__)
+    path = getattr(args, "_module_path", None)
+    module = importlib.import_module(path) if path else importlib.import_module(f".{args._module}", __name__)
     try:
         if args.threads is not None:
             from ..threads import set_threads
