@@ -22,3 +22,26 @@ def eigenvalues_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray,
     out1 *= 0.5  # the mean of the eigenvalues
     np.add(out1, scratch, out=out0)
     out1 -= scratch
+
+
+def eigenvalues_3x3(a00: np.ndarray, a01: np.ndarray, a02: np.ndarray, a11: np.ndarray, a12: np.ndarray,
+                    a22: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigenvalues of symmetric 3x3 matrices per voxel, descending, in float64.
+
+    The trigonometric closed form: with ``q = trace / 3`` and ``p`` the root mean
+    square of ``A - q I`` (scaled), the eigenvalues are ``q + 2 p cos(phi + 2 pi k / 3)``
+    where ``cos(3 phi) = det((A - q I) / p) / 2``. Matrices with ``p = 0`` are ``q I``.
+    """
+    a00, a01, a02, a11, a12, a22 = (np.asarray(m, np.float64) for m in (a00, a01, a02, a11, a12, a22))
+    q = (a00 + a11 + a22) / 3.0
+    b00, b11, b22 = a00 - q, a11 - q, a22 - q
+    off = a01 * a01 + a02 * a02 + a12 * a12
+    p = np.sqrt((b00 * b00 + b11 * b11 + b22 * b22 + 2.0 * off) / 6.0)
+    safe = np.where(p > 0, p, 1.0)
+    det = (b00 * (b11 * b22 - a12 * a12) - a01 * (a01 * b22 - a12 * a02) + a02 * (a01 * a12 - b11 * a02))
+    r = np.clip(det / (2.0 * safe ** 3), -1.0, 1.0)
+    phi = np.arccos(r) / 3.0
+    largest = q + 2.0 * p * np.cos(phi)
+    smallest = q + 2.0 * p * np.cos(phi + 2.0 * np.pi / 3.0)
+    middle = 3.0 * q - largest - smallest
+    return largest, middle, smallest

@@ -15,6 +15,7 @@ from vfm_features.threads import n_threads as n_threads_for
 from vfm_features.threads import native_threads
 
 from .features import DEFAULT_FEATURES, DEFAULT_SIGMAS, FEATURES, check_features, check_sigmas, halo_for, output_names
+from .volume import check_ndim, check_spacing, filter_volume, output_names_3d
 
 
 class FilterExtractor(FeatureExtractor):
@@ -40,6 +41,11 @@ class FilterExtractor(FeatureExtractor):
     - ``tile_shape``, ``halo``: embed large planes tile by tile (core tiling). ``halo``
       defaults to :attr:`halo`, what these sigmas and features need for tiles that
       equal the whole-image features exactly; a smaller one warns.
+    - ``ndim``: 2 (default: every plane on its own) or 3 (true 3D filters over a whole
+      ZYX volume; the extractor is then :attr:`volumetric`, see :mod:`.volume`).
+    - ``spacing``: voxel size (z, y, x) for ``ndim=3``, default (1, 1, 1); sigmas are
+      in x pixels and scaled per axis so that they are isotropic in physical units.
+      ``ndim`` and ``spacing`` enter the signature only with ``ndim=3`` (2D is unchanged).
 
     Output channels are ordered channel -> feature -> sigma -> component and named by
     :meth:`feature_names`; the embedding has the image's resolution (identity geometry).
@@ -47,7 +53,8 @@ class FilterExtractor(FeatureExtractor):
 
     def __init__(self, spec, *, sigmas: Sequence[float] = DEFAULT_SIGMAS,
                  features: Sequence[str] = DEFAULT_FEATURES, normalization: str = "none",
-                 n_threads: int | None = None, tile_shape: Any = None, halo: Any = None) -> None:
+                 n_threads: int | None = None, tile_shape: Any = None, halo: Any = None, ndim: int = 2,
+                 spacing: Any = None) -> None:
         sigmas = check_sigmas(sigmas)
         features = check_features(features)
         if normalization not in NORMALIZATIONS:
@@ -64,8 +71,9 @@ class FilterExtractor(FeatureExtractor):
                               "tiled features will differ from whole-image ones near tile seams.",
                               UserWarning, stacklevel=2)
             tiling = {"tile_shape": tile_shape, "halo": halo}
+        volume = _volume_options(ndim, spacing, tile_shape)
         super().__init__(spec, sigmas=sigmas, features=features, normalization=normalization,
-                         n_threads=n_threads, **tiling)
+                         n_threads=n_threads, **tiling, **volume)
 
     @property
     def sigmas(self) -> tuple[float, ...]:
@@ -76,16 +84,30 @@ class FilterExtractor(FeatureExtractor):
         return self.options["features"]
 
     @property
+    def volumetric(self) -> bool:
+        """True with ``ndim=3``: a slice's features depend on its neighbours, so whole volumes are embedded."""
+        return self.options.get("ndim", 2) == 3
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(self.options.get("spacing", (1.0, 1.0, 1.0)))
+
+    @property
     def halo(self) -> int:
         """Context in pixels for seamless tiles with these options (the spec's halo is for the defaults)."""
         return halo_for(self.features, self.sigmas)
 
     def n_features_for(self, n_channels: int) -> int:
-        return n_channels * len(output_names(self.features, self.sigmas))
+        return n_channels * len(self._output_names())
+
+    def _output_names(self) -> list[str]:
+        """One channel's output names: 2D ones, or the 3D ones (``'hessian3d_ev2_s1.0'``) with ``ndim=3``."""
+        names = output_names_3d if self.volumetric else output_names
+        return names(self.features, self.sigmas)
 
     def feature_names(self, n_channels: int = 1) -> list[str]:
-        """Output channel names, e.g. ``'ch0_gaussian_s1.0'``, in embedding order."""
-        per_channel = output_names(self.features, self.sigmas)
+        """Output channel names, e.g. ``'ch0_gaussian_s1.0'`` (``'ch0_gaussian3d_s1.0'`` in 3D), in embedding order."""
+        per_channel = self._output_names()
         return [f"ch{c}_{name}" for c in range(n_channels) for name in per_channel]
 
     def signature(self) -> dict[str, Any]:
@@ -114,6 +136,26 @@ class FilterExtractor(FeatureExtractor):
         return Embedding(out, EmbeddingGeometry(image_shape=(Y, X)), extractor=self.name,
                          meta={"feature_names": self.feature_names(C)})
 
+    def embed_volume(self, planes: Sequence[np.ndarray]) -> list[Embedding]:
+        """With ``ndim=3``: the 3D features of the volume of (Y, X, C) slices ``planes``, one embedding per slice.
+
+        The volume is normalised as a whole and filtered once per channel; each
+        slice's embedding (identity geometry) is a view into one (Z, F, Y, X) array.
+        """
+        if not self.volumetric:
+            return super().embed_volume(planes)
+        volume = normalize_intensity(_stacked(planes), self.options["normalization"])
+        Z, Y, X, C = volume.shape
+        per_channel = len(self._output_names())
+        out = np.empty((Z, C * per_channel, Y, X), dtype=np.float32)
+        with native_threads(1):
+            for c in range(C):
+                targets = [out[:, c * per_channel + k] for k in range(per_channel)]
+                filter_volume(np.ascontiguousarray(volume[..., c]), self.sigmas, self.features, self.spacing, targets)
+        names = self.feature_names(C)
+        return [Embedding(out[z], EmbeddingGeometry(image_shape=(Y, X)), extractor=self.name,
+                          meta={"feature_names": names}) for z in range(Z)]
+
     def _slots(self, channel: int, feature: str, sigma_index: int, n_channels: int) -> range:
         """Output indices of ``feature`` at ``sigmas[sigma_index]`` for ``channel``."""
         start = channel * (self.n_features_for(n_channels) // n_channels)
@@ -134,6 +176,29 @@ def _pool(n_threads: int) -> Iterator[ThreadPoolExecutor | None]:
         return
     with ThreadPoolExecutor(n_threads, thread_name_prefix="vfm-filters") as pool:
         yield pool
+
+
+def _volume_options(ndim: Any, spacing: Any, tile_shape: Any) -> dict[str, Any]:
+    """The options ``ndim`` and ``spacing`` record: none for 2D (its signature stays as it was), both for 3D."""
+    ndim = check_ndim(ndim)
+    checked = check_spacing((1.0, 1.0, 1.0) if spacing is None else spacing)
+    if ndim == 2:
+        if checked != (1.0, 1.0, 1.0):
+            raise InputError(f"spacing={list(checked)} applies to 3D filters; pass ndim=3 with it (2D filters "
+                             "work in pixels of each plane).")
+        return {}
+    if tile_shape is not None:
+        raise InputError("tile_shape tiles 2D planes; filters with ndim=3 compute the whole volume at once. Drop "
+                         "tile_shape, or use ndim=2 for tiled 2D planes.")
+    return {"ndim": 3, "spacing": checked}
+
+
+def _stacked(planes: Sequence[np.ndarray]) -> np.ndarray:
+    """The (Z, Y, X, C) volume of equally shaped (Y, X, C) slices."""
+    shapes = {np.shape(p) for p in planes}
+    if not planes or len(shapes) != 1 or len(next(iter(shapes))) != 3:
+        raise InputError(f"A volume needs one or more (Y, X, C) slices of one shape; got shapes {sorted(shapes)}.")
+    return np.stack(planes)
 
 
 def _smallest(halo: Any) -> float:

@@ -29,7 +29,7 @@ from .errors import InputError, PluginValidationError, UnknownOptionError
 from .features.tiling import embed_tiled, tiling_for
 from .geometry import Embedding
 from .component import Component
-from .preprocess import to_planes
+from .preprocess import check_volume_stack, to_planes
 from .spec import ExtractorSpec
 
 #: options every extractor takes through the base class
@@ -103,6 +103,9 @@ class FeatureExtractor(_ExtractorBase):
     """
 
     kind = "pixel"
+    #: True for extractors whose features of a slice depend on the neighbouring slices (3D filters):
+    #: they embed whole volumes (:meth:`embed_volume`) and refuse single planes
+    volumetric = False
 
     # -- description ---------------------------------------------------------
     def n_features_for(self, n_channels: int) -> int:
@@ -148,12 +151,25 @@ class FeatureExtractor(_ExtractorBase):
         return self.embed_plane(planes[0])
 
     def embed_stack(self, image: Any, *, axes: str) -> list[Embedding]:
-        """Embed a 3D or time stack slice by slice (``axes`` e.g. 'ZYX', 'TZYXC')."""
-        planes, _ = to_planes(image, axes)
+        """Embed a 3D or time stack slice by slice (``axes`` e.g. 'ZYX', 'TZYXC'); a volumetric extractor
+        takes one volume ('ZYX' or 'ZYXC') and embeds it as a whole."""
+        planes, stack = to_planes(image, axes)
+        if self.volumetric:
+            check_volume_stack(axes, stack, self.name)
+            return self.embed_volume(planes)
+        return self.embed_planes(planes)
+
+    def embed_volume(self, planes: Sequence[np.ndarray]) -> list[Embedding]:
+        """One embedding per (Y, X, C) slice of one volume (in order, identity geometry for volumetric extractors).
+
+        The default embeds each slice on its own; a :attr:`volumetric` extractor
+        overrides this and computes over the whole volume.
+        """
         return self.embed_planes(planes)
 
     def embed_planes(self, planes: Sequence[np.ndarray]) -> list[Embedding]:
         """Embed validated (Y, X, C) planes, ``batch_size`` at a time (tiled ones one by one)."""
+        self._refuse_planes()
         if tiling_for(self) is not None:
             return [self.embed_plane(p) for p in planes]
         out: list[Embedding] = []
@@ -170,12 +186,23 @@ class FeatureExtractor(_ExtractorBase):
         once, cut into tiles, embedded ``batch_size`` tiles at a time and stitched
         in embedding space; ``progress(done, total)`` is then called after each tile.
         """
+        self._refuse_planes()
         tiling = tiling_for(self)
         prepared = self.prepare(plane)
         if tiling is None:
             return self._checked([plane], self.embed_prepared([prepared]))[0]
         emb = embed_tiled(self, prepared, tiling, progress=progress)
         return self._checked([plane], [emb])[0]
+
+    def _refuse_planes(self) -> None:
+        """A volumetric extractor cannot embed a plane without its neighbours: say so."""
+        if self.volumetric:
+            raise InputError(
+                f"The extractor {self.name!r} is volumetric (e.g. filters with ndim=3): it computes 3D features "
+                "over a whole volume (a slice's features depend on the neighbouring slices), so it does not embed "
+                "single 2D planes: give it one volume with axes 'ZYX' "
+                "or 'ZYXC' (embed_stack, or a classifier's fit/predict with axes='ZYX'). 2D images, tiles and "
+                "blockwise prediction need a 2D extractor (for filters: ndim=2).")
 
     def _checked(self, planes: Sequence[np.ndarray], embeddings: list[Embedding]) -> list[Embedding]:
         if len(embeddings) != len(planes):

@@ -62,6 +62,15 @@ def check_volume_axes(axes: str | None, stack: tuple[int, ...]) -> None:
                          "points or other stacks one by one.")
 
 
+def check_volume_stack(axes: str | None, stack: tuple[int, ...], name: str) -> None:
+    """A volumetric extractor (3D filters) embeds one volume: a stack with a single Z axis (``ZYX`` / ``ZYXC``)."""
+    if len(stack) != 1 or "Z" not in (axes or "").upper():
+        what = "a single 2D image" if not stack else f"a stack of shape {tuple(stack)} with axes={axes!r}"
+        raise InputError(f"{name} computes 3D features over one volume with axes 'ZYX' or 'ZYXC'; got {what}. "
+                         "Use a 2D extractor (for filters: ndim=2) for 2D images, and pass time points or other "
+                         "stacks one volume at a time.")
+
+
 def volume_mask(mask: Any, volume_shape: tuple[int, int, int]) -> np.ndarray:
     """The checked 3D instance mask of a volume of ``volume_shape`` (Z, Y, X)."""
     if np.shape(mask) != tuple(volume_shape):

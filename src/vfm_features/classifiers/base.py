@@ -145,6 +145,9 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         if getattr(extractor, "kind", "pixel") != "pixel":
             raise InputError(f"reduce={self.reduce} reduces the channels of an embedding, but {extractor.name} "
                              "computes object features itself; drop reduce or use a pixel extractor.")
+        if getattr(extractor, "volumetric", False):
+            raise InputError(f"reduce={self.reduce} is not supported with a volumetric extractor (3D filters); "
+                             "drop reduce, or use ndim=2.")
         kept: dict[int, Any] = {}
         size = 0
 

@@ -46,6 +46,14 @@ def default_halo(classifier: Any) -> int:
     return aligned_halo(classifier, halo + context)
 
 
+def refuse_volumetric(extractor: Any) -> None:
+    """Blocks are 2D: an extractor whose slice features depend on neighbouring slices (3D filters) cannot run here."""
+    if getattr(extractor, "volumetric", False):
+        raise InputError(f"Blockwise prediction is 2D, but {extractor.name!r} computes 3D features over whole "
+                         "volumes (filters with ndim=3). Predict the volume in memory (classifier.predict(volume, "
+                         "axes='ZYX')), or train with a 2D extractor (ndim=2) for blockwise prediction.")
+
+
 def plan_blocks(image_shape: Sequence[int], block_shape: Any = 512, halo: Any = 0, alignment: int = 1) -> list[Tile]:
     """Blocks of ``block_shape`` pixels (with ``halo`` on every inner side) covering an image of ``image_shape``.
 
@@ -73,6 +81,7 @@ def predict_block(classifier: Any, block: Any, region: tuple[slice, slice] | Non
     plane = planes[0]
     classifier._check_signature()
     extractor, _ = classifier._components()
+    refuse_volumetric(extractor)
     embedding = embed_plane(extractor, plane, classifier.cache)
     return classifier.predict_proba_plane(plane, region=region, grid=plane.shape[:2], embedding=embedding)
 
@@ -84,6 +93,8 @@ def predict_blockwise(classifier: Any, image: Any, *, block_shape: Any = 512, ha
     if stack:
         raise InputError("predict_blockwise takes one 2D image; loop over the planes of a stack.")
     plane = planes[0]
+    check_is_fitted(classifier, "head_")
+    refuse_volumetric(classifier._components()[0])
     halo = default_halo(classifier) if halo is None else aligned_halo(classifier, halo)
     out = np.empty((len(classifier.classes_),) + plane.shape[:2], np.float32)
     for tile in plan_blocks(plane.shape, block_shape, halo, block_alignment(classifier)):

@@ -16,6 +16,7 @@ from vfm_features.errors import InputError
 from vfm_features.extractor import ObjectFeatures, ensure_sequence
 from vfm_features.features.aggregate import DEFAULT_STATS, Aggregator
 from vfm_features.features.sampling import sample_balanced
+from vfm_features.features.source import embed_planes
 from vfm_features.heads.base import ObjectSamples
 from vfm_features.preprocess import check_volume_axes, to_planes, volume_mask
 from vfm_features.progress import progress_bar
@@ -203,6 +204,8 @@ class ObjectClassifier(BaseClassifier):
                              "volumes, or classify the slices as 2D images.")
         aggregator = self._aggregator()
         slices = [z for z in range(len(planes)) if mask[z].any()] or [0]
+        if getattr(extractor, "volumetric", False):  # 3D filters: the whole volume at once, not slice by slice
+            embeddings = embed_planes(extractor, planes, self.cache, self._memo())
         parts = []
         for z in slices:
             emb = embeddings[z] if z < len(embeddings) and embeddings[z] is not None else None

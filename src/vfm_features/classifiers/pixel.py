@@ -9,10 +9,11 @@ import numpy as np
 from vfm_features.errors import InputError
 from vfm_features.extractor import ensure_sequence
 from vfm_features.features.sampling import sample_balanced, sample_pixels
+from vfm_features.features.source import embed_planes
 from vfm_features.features.upsample import resize_probabilities
 from vfm_features.hashing import content_hash
 from vfm_features.heads.base import PixelSamples
-from vfm_features.preprocess import to_planes
+from vfm_features.preprocess import check_volume_stack, to_planes
 from vfm_features.progress import progress_bar
 from vfm_features.validation import (
     check_classes_present,
@@ -121,6 +122,9 @@ class PixelClassifier(BaseClassifier):
         self._start_partial_fit()
         extractor, upsampler = self._components()
         head = self._new_head()
+        if getattr(extractor, "volumetric", False):
+            self._fit_volumes(extractor, upsampler, head, images, labels, axes)
+            return self
         pairs = _merge_same_images(
             [(p, lab) for img, labs in zip(images, labels) for p, lab in _planes_with_labels(img, labs, axes)])
         kept: dict[str, Any] = {}
@@ -142,6 +146,34 @@ class PixelClassifier(BaseClassifier):
             samples.features()
             self._samples[key] = samples if head.needs_embeddings else samples.without_embeddings()
             self._record_intensity(key, plane)
+        self._fit_head(head)
+        return self
+
+    def _fit_volumes(self, extractor: Any, upsampler: Any, head: Any, images: list, labels: list,
+                     axes: str | None) -> None:
+        """partial_fit for a volumetric extractor (3D filters): each image is one volume, embedded as a whole."""
+        if self.reduce is not None:
+            raise InputError(f"reduce={self.reduce} is not supported with a volumetric extractor (3D filters); "
+                             "drop reduce, or use ndim=2.")
+        volumes = _merge_same_images([_volume_with_labels(img, labs, axes, extractor.name)
+                                      for img, labs in zip(images, labels)])
+        for key, (volume, lab) in progress_bar(list(volumes.items()), self.progress, desc="features at labels"):
+            if not lab.any():
+                self._samples.pop(key, None)
+                self._intensities.pop(key, None)
+                continue
+            warn_if_instance_mask(lab)
+            planes = list(volume)
+            z, coords, y = sample_pixels(list(lab), self.budget, random_state=self.random_state)
+            samples = PixelSamples(embed_planes(extractor, planes, self.cache, self._memo()), planes, z, coords,
+                                   upsampler, y)
+            samples.features()
+            self._samples[key] = samples if head.needs_embeddings else samples.without_embeddings()
+            self._record_intensity(key, np.concatenate(planes, axis=0))
+        self._fit_head(head)
+
+    def _fit_head(self, head: Any) -> None:
+        """Fit ``head`` on a balanced draw of every sample kept so far."""
         if not self._samples:
             check_classes_present(np.zeros(0, np.int64), what="labels")
         samples = PixelSamples.concat(list(self._samples.values()))
@@ -150,7 +182,6 @@ class PixelClassifier(BaseClassifier):
         head.fit(samples.subset(keep))
         self._finish_fit(head, self._current_signature())
         self.n_training_pixels_ = int(len(keep))
-        return self
 
     # -- prediction ----------------------------------------------------------
     def predict_proba(self, image: Any, *, axes: str | None = None) -> np.ndarray:
@@ -158,8 +189,14 @@ class PixelClassifier(BaseClassifier):
         check_is_fitted(self, "head_")
         self._check_signature()
         planes, stack = to_planes(image, axes)
-        out = [self.predict_proba_plane(p) for p in
-               progress_bar(planes, self.progress if len(planes) > 1 else False, desc="predict")]
+        extractor, _ = self._components()
+        embeddings: list[Any] = [None] * len(planes)
+        if getattr(extractor, "volumetric", False):
+            check_volume_stack(axes, stack, extractor.name)
+            embeddings = embed_planes(extractor, planes, self.cache, self._memo())
+        out = [self.predict_proba_plane(p, embedding=e) for p, e in
+               progress_bar(list(zip(planes, embeddings)), self.progress if len(planes) > 1 else False,
+                            desc="predict")]
         arr = np.stack(out)
         return arr.reshape(stack + arr.shape[1:]) if stack else arr[0]
 
@@ -224,8 +261,19 @@ def _merge_same_images(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, 
     return merged
 
 
-def _planes_with_labels(image: Any, labels: Any, axes: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
+def _volume_with_labels(image: Any, labels: Any, axes: str | None, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(volume (Z, Y, X, C), checked labels (Z, Y, X)) of one ZYX / ZYXC image for a volumetric extractor."""
     planes, stack = to_planes(image, axes)
+    check_volume_stack(axes, stack, name)
+    return np.stack(planes), np.stack([lab for _, lab in _with_labels(planes, stack, labels)])
+
+
+def _planes_with_labels(image: Any, labels: Any, axes: str | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    return _with_labels(*to_planes(image, axes), labels)
+
+
+def _with_labels(planes: list[np.ndarray], stack: tuple[int, ...], labels: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(plane, checked labels) pairs; ``labels`` has the stack's shape + the planes' (Y, X)."""
     lab = np.asarray(labels)
     plane_shape = planes[0].shape[:2]
     if lab.shape != tuple(stack) + plane_shape:

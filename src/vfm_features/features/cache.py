@@ -40,7 +40,7 @@ from vfm_features._version import __version__
 from vfm_features.errors import InputError
 from vfm_features.hashing import HASH_NAME, content_hash, jsonable as _jsonable
 from vfm_features.geometry import Embedding, EmbeddingGeometry
-from vfm_features.preprocess import to_planes
+from vfm_features.preprocess import check_volume_stack, to_planes
 from vfm_features.features.tiling import tiling_for
 
 FeatureExtractor = Any  # any object with the extractor interface (name, signature, embed_plane)
@@ -139,6 +139,23 @@ class EmbeddingCache:
         }
         return json.loads(json.dumps(_jsonable(sig)))  # the form it takes in the store
 
+    def volume_signature(self, extractor: FeatureExtractor, volume: np.ndarray, z: int) -> dict[str, Any]:
+        """What determines slice ``z`` of a volumetric extractor's embedding of a (Z, Y, X, C) ``volume``.
+
+        The whole volume's hash and the slice index: a slice's 3D features depend on
+        its neighbours, so neither a 2D entry of the same plane nor the same plane in
+        another volume is reused.
+        """
+        sig = {
+            "format": FORMAT,
+            "library": __version__,
+            "volume": {"hash": hash_array(volume), "shape": list(volume.shape), "dtype": str(volume.dtype)},
+            "slice": int(z),
+            "extractor": extractor.signature(),
+            "dtype": self.dtype,
+        }
+        return json.loads(json.dumps(_jsonable(sig)))
+
     def key(self, extractor: FeatureExtractor, plane: Any) -> str:
         """The cache key (32 hex digits) of a (Y, X) or (Y, X, C) ``plane`` under ``extractor``."""
         return self._key(self.signature(extractor, plane))
@@ -159,13 +176,33 @@ class EmbeddingCache:
 
     def embed_stack(self, extractor: FeatureExtractor, image: Any, *, axes: str) -> list[Embedding]:
         """Like ``extractor.embed_stack``: one cache entry per plane."""
-        planes, _ = to_planes(image, axes)
+        planes, stack = to_planes(image, axes)
+        if getattr(extractor, "volumetric", False):
+            check_volume_stack(axes, stack, extractor.name)
+            return self.embed_volume(extractor, planes)
         return [self.embed_plane(extractor, p) for p in planes]
+
+    def embed_volume(self, extractor: FeatureExtractor, planes: Sequence[np.ndarray]) -> list[Embedding]:
+        """A volumetric extractor's embeddings of the (Y, X, C) slices of one volume: one entry per slice,
+        keyed by the whole volume and the slice index; a miss on any slice recomputes the volume."""
+        volume = np.stack([_as_plane(p) for p in planes])
+        signatures = [self.volume_signature(extractor, volume, z) for z in range(len(volume))]
+        found = [self._read(self._key(sig), sig) for sig in signatures]
+        if all(emb is not None for emb, _ in found):
+            return [emb for emb, _ in found]
+        computed = extractor.embed_volume(list(volume))
+        if len(computed) != len(volume):
+            raise InputError(f"Extractor {extractor.name!r} returned {len(computed)} embeddings for a volume of "
+                             f"{len(volume)} slices.")
+        return [emb if emb is not None else self._write(self._key(sig), sig, new, replace=existed)
+                for (emb, existed), sig, new in zip(found, signatures, computed)]
 
     def embed_plane(self, extractor: FeatureExtractor, plane: Any, *,
                     progress: Callable[[int, int], Any] | None = None) -> Embedding:
         """Embed a (Y, X, C) plane, or read its embedding if this cache holds a valid one."""
         plane = _as_plane(plane)
+        if getattr(extractor, "volumetric", False):
+            extractor._refuse_planes()
         signature = self.signature(extractor, plane)
         key = self._key(signature)
         emb, found = self._read(key, signature)

@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from vfm_features.classifiers.blocks import aligned_halo, block_alignment, default_halo, predict_block
+from vfm_features.classifiers.blocks import (aligned_halo, block_alignment, default_halo, predict_block,
+                                             refuse_volumetric)
 from vfm_features.errors import InputError
 from vfm_features.features.partials import ObjectSums, finish_statistics
 from vfm_features.features.source import embed_plane
@@ -57,6 +58,7 @@ def _prepare(classifier: Any, kind: str) -> None:
         raise InputError(f"This is a{'n object' if classifier._kind == 'object' else ' pixel'} classifier; use "
                          f"predict_{'objects' if classifier._kind == 'object' else 'pixels'}.")
     classifier._check_signature()  # builds the parts once, before any worker sees the classifier
+    refuse_volumetric(classifier._components()[0])
 
 
 def _record(classifier: Any, image: LazyImage, blocks: list[Block], block_shape: Any, halo: int,
