@@ -229,6 +229,9 @@ def test_threads_do_not_change_features_or_signature():
     np.testing.assert_array_equal(one.embed(img).data, two.embed(img).data)
     assert one.signature() == two.signature()
     assert one.signature() != filters(sigmas=[1.0]).signature()
+    # large enough to be cut into several bands and wide-kernel chunks (sigma 4) per thread
+    big = np.random.default_rng(4).random((301, 777)).astype(np.float32)
+    np.testing.assert_array_equal(one.embed(big).data, two.embed(big).data)
 
 
 def test_no_uninitialised_memory_is_read(monkeypatch):

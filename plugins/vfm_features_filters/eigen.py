@@ -6,20 +6,37 @@ import numpy as np
 
 
 def eigenvalues_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray,
-                    out0: np.ndarray, out1: np.ndarray, scratch: np.ndarray) -> None:
+                    out0: np.ndarray, out1: np.ndarray, scratch: np.ndarray,
+                    total: np.ndarray | None = None, halved: bool = False) -> None:
     """Eigenvalues of ``[[a, b], [b, c]]`` per pixel into ``out0 >= out1``.
 
     lambda = (a + c) / 2 +- sqrt(((a - c) / 2)**2 + b**2), the formula fastfilters uses;
     ``scratch`` is a buffer of the outputs' shape. ``np.hypot`` would be 20x slower.
+    ``total``, if given, is ``a + c`` already computed (the LoG for the Hessian): one pass less,
+    same result. With ``halved``, ``a`` and ``c`` hold a / 2 and c / 2 (scaled by an exact power of
+    two upstream): same eigenvalues, bit for bit, in 8 passes instead of 10.
     """
+    if halved:  # a, c given as a / 2, c / 2: the same numbers (halving is exact) in two passes less
+        np.subtract(a, c, out=scratch)
+        scratch *= scratch
+        np.multiply(b, b, out=out0)
+        scratch += out0
+        np.sqrt(scratch, out=scratch)
+        np.add(a, c, out=out1)
+        np.add(out1, scratch, out=out0)
+        out1 -= scratch
+        return
     np.subtract(a, c, out=scratch)
     scratch *= 0.5
     scratch *= scratch
     np.multiply(b, b, out=out0)
     scratch += out0
     np.sqrt(scratch, out=scratch)  # half the distance between the eigenvalues
-    np.add(a, c, out=out1)
-    out1 *= 0.5  # the mean of the eigenvalues
+    if total is None:
+        np.add(a, c, out=out1)
+        out1 *= 0.5  # the mean of the eigenvalues
+    else:
+        np.multiply(total, 0.5, out=out1)
     np.add(out1, scratch, out=out0)
     out1 -= scratch
 

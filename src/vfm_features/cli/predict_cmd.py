@@ -210,7 +210,8 @@ def _run_blockwise(args: argparse.Namespace, out: Path) -> int:
             extra = ""
         resumed = f", {report.n_blocks - report.computed} done by an earlier run" if report.computed < report.n_blocks \
             else ""
-        print(f"{path} -> {target}{extra}: {report.n_blocks} blocks{resumed}, {report.seconds:.1f} s, "
+        blocks = f"{report.n_blocks} block{'s' if report.n_blocks != 1 else ''}"
+        print(f"{path} -> {target}{extra}: {blocks}{resumed}, {report.seconds:.1f} s, "
               f"{report.megapixels_per_second:.3g} megapixels/s")
     return 0
 
