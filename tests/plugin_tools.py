@@ -27,3 +27,23 @@ def install(root: Path, module: str, *, source: str | Path | None = None, dist: 
 
 def install_toy(root: Path, version: str = "0.1") -> Path:
     return install(root, "vfm_toy", source=TOY, dist="vfm-toy", version=version, entry="toy")
+
+
+def counting_filters(sigmas=(1.0,)):
+    """A filters extractor that counts how many planes it embeds (to prove caching and memos work)."""
+    from vfm_features import FeatureExtractor, get_extractor
+
+    class Counting(FeatureExtractor):
+        def __init__(self):
+            inner = get_extractor("filters", sigmas=list(sigmas))
+            super().__init__(inner.spec, **inner.options)
+            self.inner, self.calls = inner, 0
+
+        def n_features_for(self, n_channels):
+            return self.inner.n_features_for(n_channels)
+
+        def _embed_plane(self, plane):
+            self.calls += 1
+            return self.inner._embed_plane(plane)
+
+    return Counting()

@@ -94,23 +94,10 @@ def test_precision_aliases_share_one_signature():
 
 
 def test_training_then_predicting_one_image_embeds_it_once(small_data):
-    from vfm_features import FeatureExtractor
-
-    class Counting(FeatureExtractor):
-        def __init__(self):
-            inner = get_extractor("filters", sigmas=[1.0])
-            super().__init__(inner.spec, **inner.options)
-            self.inner, self.calls = inner, 0
-
-        def n_features_for(self, n_channels):
-            return self.inner.n_features_for(n_channels)
-
-        def _embed_plane(self, plane):
-            self.calls += 1
-            return self.inner._embed_plane(plane)
+    from plugin_tools import counting_filters
 
     d = small_data[0]
-    ext = Counting()
+    ext = counting_filters()
     clf = PixelClassifier(ext, head_options={"n_estimators": 5}).fit(d.image, d.scribbles(0.03, random_state=0))
     clf.predict(d.image)
     clf.partial_fit(d.image, d.scribbles(0.05, random_state=1))

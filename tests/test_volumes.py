@@ -292,24 +292,12 @@ def test_cli_trains_and_predicts_objects_of_volumes(tmp_path, capsys):
 
 def test_slices_are_embedded_once_through_the_cache(tmp_path):
     pytest.importorskip("zarr")
-    from vfm_features import EmbeddingCache, FeatureExtractor, get_extractor
-
-    class Counting(FeatureExtractor):
-        def __init__(self):
-            inner = get_extractor("filters", sigmas=[1.0])
-            super().__init__(inner.spec, **inner.options)
-            self.inner, self.calls = inner, 0
-
-        def n_features_for(self, n_channels):
-            return self.inner.n_features_for(n_channels)
-
-        def _embed_plane(self, plane):
-            self.calls += 1
-            return self.inner._embed_plane(plane)
+    from plugin_tools import counting_filters
+    from vfm_features import EmbeddingCache
 
     image, mask, labels = two_class_volume(9)
     mask[3] = 0  # the last slice has no object: it is not embedded
-    ext = Counting()
+    ext = counting_filters()
     cache = EmbeddingCache(tmp_path / "emb.zarr")
     clf = ObjectClassifier(ext, cache=cache, head_options={"n_estimators": 5})
     clf.fit(image, mask, {i: labels[i] for i in np.unique(mask[mask > 0])}, axes="ZYX")
