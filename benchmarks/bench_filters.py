@@ -3,10 +3,11 @@
     python benchmarks/bench_filters.py              # 512, 1024, 2048 (about a minute on 2 cores)
     python benchmarks/bench_filters.py --sizes 256 512 --repeats 5
 
-For every size, from one run: our time at 1 and at 2 threads, fastfilters2's time
-(7 features per scale, 28 channels: it has no DoG, so it does less work than our 32
-channels), their ratios, and the largest difference between our features and
-fastfilters2's in units of each filter's range. Measurements are interleaved (ours,
+For every size, from one run: our time at 1 and at 2 threads (the default backend:
+numba where it is installed), fastfilters2's time (7 features per scale, 28 channels:
+it has no DoG, so it does less work than our 32 channels), their ratios, the largest
+difference between our features and fastfilters2's in units of each filter's range,
+and the numpy backend's 1-thread time (what an install without numba gets). Measurements are interleaved (ours,
 ours on 2 threads, fastfilters2, again) and the best of ``repeats`` is kept, so load
 from other programs hits all three alike; the 1-thread CPU times (``time.thread_time``)
 are printed too, as they hardly move with load. fastfilters2 is in the ``bench`` extra
@@ -79,6 +80,7 @@ class Row:
     ff2_cpu: float | None
     difference: float | None  # largest difference to fastfilters2, in units of the filter's range
     plain: float | None = None  # s, scipy / scikit-image bank (middle size only)
+    numpy_1: float | None = None  # s, the numpy backend at 1 thread (None where it is the default)
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -93,14 +95,17 @@ def measure(size: int, repeats: int, with_plain: bool = False) -> Row:
     image = scene(size, seed=0).image.astype(np.float32)
     one = vfm_features.get_extractor("filters", n_threads=1)
     two = vfm_features.get_extractor("filters", n_threads=2)
+    plain_backend = vfm_features.get_extractor("filters", n_threads=1, backend="numpy")
     has_ff2 = importlib.util.find_spec("fastfilters2") is not None
     emb = one.embed(image)  # warm up: kernels, block matrices, thread pool
     difference = None
     if has_ff2:
         difference = difference_to_fastfilters2(emb.data, emb.meta["feature_names"], fastfilters2_filters(image))
-    best = {k: (float("inf"), float("inf")) for k in ("one", "two", "ff2")}
+    best = {k: (float("inf"), float("inf")) for k in ("one", "two", "ff2", "numpy")}
     for _ in range(repeats):  # interleaved, so that load from other programs hits all alike
         runs = {"one": lambda: one.embed(image), "two": lambda: two.embed(image)}
+        if one.backend != "numpy":
+            runs["numpy"] = lambda: plain_backend.embed(image)
         if has_ff2:
             runs["ff2"] = lambda: fastfilters2_filters(image)
         for key, fn in runs.items():
@@ -108,7 +113,8 @@ def measure(size: int, repeats: int, with_plain: bool = False) -> Row:
             best[key] = (min(best[key][0], wall), min(best[key][1], cpu))
     plain = _timed(lambda: plain_filters(image))[0] if with_plain else None
     return Row(size, best["one"][0], best["two"][0], best["ff2"][0] if has_ff2 else None,
-               best["one"][1], best["ff2"][1] if has_ff2 else None, difference, plain)
+               best["one"][1], best["ff2"][1] if has_ff2 else None, difference, plain,
+               best["numpy"][0] if one.backend != "numpy" else None)
 
 
 def run(*, size: int = 1024, repeats: int = 3, log=print) -> list[Row]:
@@ -122,15 +128,17 @@ def table(rows: list[Row], size: int | None = None) -> str:
     def f(x, fmt="{:.3f}"):
         return "-" if x is None else fmt.format(x)
 
-    lines = [f"32 channels (sigmas {list(SIGMAS)}); fastfilters2: 28 channels (no DoG); best wall times in s",
+    backend = vfm_features.get_extractor("filters").backend
+    lines = [f"32 channels (sigmas {list(SIGMAS)}), backend {backend}; fastfilters2: 28 channels (no DoG); "
+             "best wall times in s",
              f"{'image':>10} {'ours 1 thr':>10} {'ours 2 thr':>10} {'ff2':>8} {'ff2/ours 1 thr':>14} "
-             f"{'ours 2/1 thr':>12} {'CPU ff2/ours':>12} {'max diff/range':>14}"]
+             f"{'ours 2/1 thr':>12} {'CPU ff2/ours':>12} {'max diff/range':>14} {'numpy 1 thr':>11}"]
     for r in rows:
         ratio = None if r.ff2 is None else r.ff2 / r.ours_1
         cpu_ratio = None if r.ff2_cpu is None else r.ff2_cpu / r.ours_1_cpu
         lines.append(f"{str(r.size) + 'x' + str(r.size):>10} {r.ours_1:>10.3f} {r.ours_2:>10.3f} {f(r.ff2):>8} "
                      f"{f(ratio, '{:.2f}x'):>14} {r.ours_2 / r.ours_1:>11.2f}x {f(cpu_ratio, '{:.2f}x'):>12} "
-                     f"{f(r.difference, '{:.1e}'):>14}")
+                     f"{f(r.difference, '{:.1e}'):>14} {f(r.numpy_1):>11}")
     for r in rows:
         if r.plain is not None:
             lines.append(f"napari-style scipy/scikit-image bank at {r.size}x{r.size}: {r.plain:.3f} s "

@@ -2,6 +2,7 @@
 
 Equality with ilastik's own filters is checked twice: against a float64 reference
 written here with scipy (always), and against fastfilters2 itself where it installs.
+Every test runs with both backends (numba, where it installs, and numpy).
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ from vfm_features_filters.kernels import gaussian_kernel, kernel_radius
 
 FILTERS = ("gaussian", "log", "gradient_magnitude", "dog", "structure_tensor", "hessian")
 ILASTIK_SIGMAS = (0.3, 0.5, 0.7, 1.0, 1.6, 2.0, 3.5, 4.0, 5.0, 10.0)  # ilastik's scales and ours
+
+
+@pytest.fixture(autouse=True, params=["numba", "numpy"])
+def backend(request, monkeypatch):
+    """Run the test with this backend as what ``backend="auto"`` picks."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    import vfm_features_filters.extractor as module
+
+    monkeypatch.setattr(module, "resolve_backend", lambda b: request.param if b == "auto" else b)
+    return request.param
 
 
 def filters(**options) -> FilterExtractor:

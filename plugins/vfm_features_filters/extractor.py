@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (type of _pool's value)
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -14,6 +14,7 @@ from vfm_features.preprocess import NORMALIZATIONS, normalize_intensity
 from vfm_features.threads import n_threads as n_threads_for
 from vfm_features.threads import native_threads
 
+from .backends import check_backend, resolve_backend
 from .features import DEFAULT_FEATURES, DEFAULT_SIGMAS, FEATURES, check_features, check_sigmas, halo_for, output_names
 from .volume import check_ndim, check_spacing, filter_volume, output_names_3d
 
@@ -35,9 +36,15 @@ class FilterExtractor(FeatureExtractor):
     - ``normalization``: intensity scaling before filtering (see
       :func:`vfm_features.preprocess.normalize_intensity`); default ``"none"``, i.e.
       raw values as ilastik uses them.
-    - ``n_threads``: threads sharing each pass over bands of rows (BLAS is held at one
-      thread meanwhile); default: all CPU cores. Does not change the features, so it
-      is left out of :meth:`signature`.
+    - ``n_threads``: threads sharing the bands of rows (BLAS is held at one thread
+      meanwhile); default: all CPU cores. Does not change the features.
+    - ``backend``: ``"numba"`` (one compiled streaming pass per band and scale,
+      :mod:`.compiled`; the fast one), ``"numpy"`` (whole-plane passes of numpy and BLAS
+      calls, :mod:`.scale`; needs nothing compiled) or ``"auto"`` (default: numba where
+      it is installed, the ``fast`` extra). Both compute the same definitions; they
+      differ by float32 rounding (below 1e-5 of a feature's range), so a classifier
+      trained with one predicts with the other. ``n_threads`` and ``backend`` change how,
+      not what: both are left out of :meth:`signature`.
     - ``tile_shape``, ``halo``: embed large planes tile by tile (core tiling). ``halo``
       defaults to :attr:`halo`, what these sigmas and features need for tiles that
       equal the whole-image features exactly; a smaller one warns.
@@ -51,16 +58,19 @@ class FilterExtractor(FeatureExtractor):
     :meth:`feature_names`; the embedding has the image's resolution (identity geometry).
     """
 
+    RUNTIME_OPTIONS = FeatureExtractor.RUNTIME_OPTIONS + ("backend",)
+
     def __init__(self, spec, *, sigmas: Sequence[float] = DEFAULT_SIGMAS,
                  features: Sequence[str] = DEFAULT_FEATURES, normalization: str = "none",
                  n_threads: int | None = None, tile_shape: Any = None, halo: Any = None, ndim: int = 2,
-                 spacing: Any = None) -> None:
+                 spacing: Any = None, backend: str = "auto") -> None:
         sigmas = check_sigmas(sigmas)
         features = check_features(features)
         if normalization not in NORMALIZATIONS:
             raise InputError(f"normalization={normalization!r} is unknown; choose one of {NORMALIZATIONS}.")
         if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
             raise InputError(f"n_threads must be a positive integer or None; got {n_threads!r}.")
+        check_backend(backend)
         tiling = {}
         if tile_shape is not None:
             needed = halo_for(features, sigmas)
@@ -73,7 +83,7 @@ class FilterExtractor(FeatureExtractor):
             tiling = {"tile_shape": tile_shape, "halo": halo}
         volume = _volume_options(ndim, spacing, tile_shape)
         super().__init__(spec, sigmas=sigmas, features=features, normalization=normalization,
-                         n_threads=n_threads, **tiling, **volume)
+                         n_threads=n_threads, backend=backend, **tiling, **volume)
 
     @property
     def sigmas(self) -> tuple[float, ...]:
@@ -110,31 +120,46 @@ class FilterExtractor(FeatureExtractor):
         per_channel = self._output_names()
         return [f"ch{c}_{name}" for c in range(n_channels) for name in per_channel]
 
-    def signature(self) -> dict[str, Any]:
-        sig = super().signature()
-        sig["options"].pop("n_threads", None)
-        return sig
-
     def prepare(self, plane: np.ndarray) -> np.ndarray:
         """Intensities scaled by ``normalization`` (once per plane, also when it is tiled), float32."""
         return normalize_intensity(plane, self.options["normalization"])
 
+    @property
+    def backend(self) -> str:
+        """The backend that computes the features: ``"numba"`` or ``"numpy"`` (``"auto"`` resolved)."""
+        return resolve_backend(self.options.get("backend", "auto"))
+
     def _embed_plane(self, plane: np.ndarray) -> Embedding:
+        Y, X, C = plane.shape
+        out = np.empty((self.n_features_for(C), Y, X), dtype=np.float32)
+        n_threads = self.options["n_threads"] or n_threads_for(-1)  # the library's thread budget
+        backend = self.backend
+        with native_threads(1), _pool(n_threads) as pool:
+            for c in range(C):
+                channel = np.asarray(plane[..., c], dtype=np.float32)
+                if backend == "numba":
+                    self._filter_compiled(channel, c, C, out, pool, n_threads)
+                else:
+                    self._filter_numpy(channel, c, C, out, pool, n_threads)
+        return Embedding(out, EmbeddingGeometry(image_shape=(Y, X)), extractor=self.name,
+                         meta={"feature_names": self.feature_names(C)})
+
+    def _filter_compiled(self, channel, c, n_channels, out, pool, n_threads) -> None:
+        from .stream import filter_plane, plans_for
+
+        per_channel = out.shape[0] // n_channels
+        filter_plane(channel, plans_for(self.sigmas, self.features), out[c * per_channel:(c + 1) * per_channel],
+                     pool, n_threads)
+
+    def _filter_numpy(self, channel, c, n_channels, out, pool, n_threads) -> None:
         from .parallel import run_phases
         from .scale import ScaleFilters, Workspace
 
-        Y, X, C = plane.shape
-        out = np.empty((self.n_features_for(C), Y, X), dtype=np.float32)
-        workspace = Workspace((Y, X), self.sigmas, self.features)
-        n_threads = self.options["n_threads"] or n_threads_for(-1)  # the library's thread budget
-        with native_threads(1), _pool(n_threads) as pool:
-            for c in range(C):
-                workspace.load(np.asarray(plane[..., c], dtype=np.float32))
-                for i, sigma in enumerate(self.sigmas):
-                    outputs = {name: [out[k] for k in self._slots(c, name, i, C)] for name in self.features}
-                    run_phases(ScaleFilters(workspace, sigma, self.features, outputs).phases(), pool, n_threads)
-        return Embedding(out, EmbeddingGeometry(image_shape=(Y, X)), extractor=self.name,
-                         meta={"feature_names": self.feature_names(C)})
+        workspace = Workspace(channel.shape, self.sigmas, self.features)
+        workspace.load(channel)
+        for i, sigma in enumerate(self.sigmas):
+            outputs = {name: [out[k] for k in self._slots(c, name, i, n_channels)] for name in self.features}
+            run_phases(ScaleFilters(workspace, sigma, self.features, outputs).phases(), pool, n_threads)
 
     def embed_volume(self, planes: Sequence[np.ndarray]) -> list[Embedding]:
         """With ``ndim=3``: the 3D features of the volume of (Y, X, C) slices ``planes``, one embedding per slice.
@@ -170,12 +195,10 @@ class FilterExtractor(FeatureExtractor):
 
 @contextmanager
 def _pool(n_threads: int) -> Iterator[ThreadPoolExecutor | None]:
-    """A thread pool for ``n_threads`` > 1, else None (everything runs on the calling thread)."""
-    if n_threads < 2:
-        yield None
-        return
-    with ThreadPoolExecutor(n_threads, thread_name_prefix="vfm-filters") as pool:
-        yield pool
+    """The process's pool of ``n_threads`` > 1 threads, else None (everything runs on the calling thread)."""
+    from .parallel import shared_pool
+
+    yield shared_pool(n_threads) if n_threads > 1 else None
 
 
 def _volume_options(ndim: Any, spacing: Any, tile_shape: Any) -> dict[str, Any]:

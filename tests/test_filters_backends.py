@@ -1,0 +1,102 @@
+"""The filter bank's two backends: numba (compiled streaming passes) and numpy compute the same features.
+
+Definitions are tested once per backend in test_filters.py; here: the backends agree
+with each other on awkward inputs, the compiled one gives the same bits for any band
+split and thread count, and the option is checked, resolved and kept out of signatures.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import vfm_features
+from vfm_features import InputError
+
+pytest.importorskip("numba")
+from vfm_features_filters import backends, stream  # noqa: E402
+
+FILTERS = ("gaussian", "log", "gradient_magnitude", "dog", "structure_tensor", "hessian")
+
+
+def assert_backends_agree(image, **options):
+    compiled = vfm_features.get_extractor("filters", backend="numba", **options)
+    plain = vfm_features.get_extractor("filters", backend="numpy", **options)
+    a, b = compiled.embed(image).data, plain.embed(image).data
+    assert a.shape == b.shape and a.dtype == np.float32
+    # float32 rounding: relative to each feature's values, and to the image's (squared for the tensor,
+    # a product of gradients) where a feature is flat (tiny images, large sigmas)
+    top = float(np.abs(np.asarray(image, dtype=np.float64)).max())
+    for name, x, y in zip(plain.feature_names(np.shape(image)[2] if np.ndim(image) == 3 else 1), a, b):
+        floor = top * top if "structure_tensor" in name else top
+        tolerance = 1e-5 * (np.ptp(y) + np.abs(y).max() + floor)
+        assert np.abs(x - y).max() <= tolerance, (name, float(np.abs(x - y).max()), tolerance)
+
+
+def embed(image, **options):
+    return vfm_features.get_extractor("filters", **options).embed(image).data
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (2, 17), (17, 2), (3, 50), (50, 3), (37, 41), (130, 67)])
+def test_backends_agree_on_odd_and_tiny_shapes(shape):
+    rng = np.random.default_rng(sum(shape))
+    assert_backends_agree((rng.random(shape) * 300).astype(np.float32), sigmas=(0.3, 0.5, 1.0, 4.0, 10.0))
+
+
+@pytest.mark.parametrize("features", [("gaussian",), ("structure_tensor",), ("hessian", "dog"),
+                                      ("gradient_magnitude", "structure_tensor"), ("log", "gaussian"), FILTERS])
+def test_backends_agree_on_every_subset_and_order(features):
+    image = np.random.default_rng(1).random((40, 52)).astype(np.float32)
+    assert_backends_agree(image, features=features, sigmas=(0.7, 2.0))
+
+
+def test_backends_agree_on_multichannel_integer_and_strided_inputs():
+    rng = np.random.default_rng(2)
+    rgb = (rng.random((30, 44, 3)) * 255).astype(np.uint8)
+    assert_backends_agree(rgb, sigmas=(1.0, 3.5))
+    wide = rng.random((40, 90)).astype(np.float64)
+    assert_backends_agree(wide[::2, ::3], sigmas=(1.0,))  # non-contiguous float64 view
+
+
+def test_compiled_bands_give_the_same_bits_for_any_split_and_thread_count(monkeypatch):
+    image = (np.random.default_rng(3).random((203, 70)) * 50).astype(np.float32)
+    whole = embed(image, backend="numba", n_threads=1)
+    monkeypatch.setattr(stream, "MIN_BAND_ROWS", 5)  # bands of a few rows: context rows on every side
+    for n_threads in (2, 3, 7):
+        np.testing.assert_array_equal(embed(image, backend="numba", n_threads=n_threads), whole)
+
+
+def test_compiled_bands_cover_every_row_once():
+    for height in (1, 5, 64, 129, 1000):
+        for n_threads in (1, 2, 3):
+            rows = [y for y0, y1 in stream.bands(height, n_threads) for y in range(y0, y1)]
+            assert rows == list(range(height))
+
+
+def test_filter_plane_fills_only_the_planned_slots():
+    image = np.random.default_rng(4).random((33, 35)).astype(np.float32)
+    plans = [stream.ScalePlan(1.0, ("dog", "hessian"), lambda name: {"dog": range(3, 4), "hessian": range(0, 2)}[name])]
+    out = np.full((5, 33, 35), np.nan, dtype=np.float32)
+    with ThreadPoolExecutor(2) as pool:
+        stream.filter_plane(image, plans, out, pool, 2)
+    assert np.isfinite(out[[0, 1, 3]]).all() and np.isnan(out[[2, 4]]).all()
+
+
+def test_backend_option_is_checked_and_resolved(monkeypatch):
+    with pytest.raises(InputError, match="backend='fortran' is unknown"):
+        vfm_features.get_extractor("filters", backend="fortran")
+    assert vfm_features.get_extractor("filters").backend == "numba"
+    assert vfm_features.get_extractor("filters", backend="numpy").backend == "numpy"
+    monkeypatch.setattr(backends, "numba_installed", lambda: False)
+    assert vfm_features.get_extractor("filters").backend == "numpy"  # auto falls back where numba is missing
+    with pytest.raises(InputError, match=r"vfm-features\[fast\]"):
+        vfm_features.get_extractor("filters", backend="numba")
+
+
+def test_backend_changes_neither_signature_nor_saved_options():
+    compiled = vfm_features.get_extractor("filters", backend="numba", n_threads=1)
+    plain = vfm_features.get_extractor("filters", backend="numpy", n_threads=2)
+    assert compiled.signature() == plain.signature()
+    assert "backend" not in compiled.saved_options() and "n_threads" not in compiled.saved_options()
