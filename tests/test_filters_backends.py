@@ -95,6 +95,18 @@ def test_backend_option_is_checked_and_resolved(monkeypatch):
         vfm_features.get_extractor("filters", backend="numba")
 
 
+def test_a_numba_that_does_not_load_falls_back_to_numpy_or_says_why(monkeypatch):
+    monkeypatch.setattr(backends, "compiled_problem", lambda: "ImportError: Numba needs NumPy 2.3 or less")
+    backends._warn_once.cache_clear()
+    image = np.random.default_rng(5).random((20, 24)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="the filters use numpy"):
+        data = embed(image)
+    np.testing.assert_array_equal(data, embed(image, backend="numpy"))
+    with pytest.raises(InputError, match="do not load here .*NumPy 2.3"):
+        vfm_features.get_extractor("filters", backend="numba").embed(image)
+    backends._warn_once.cache_clear()
+
+
 def test_backend_changes_neither_signature_nor_saved_options():
     compiled = vfm_features.get_extractor("filters", backend="numba", n_threads=1)
     plain = vfm_features.get_extractor("filters", backend="numpy", n_threads=2)

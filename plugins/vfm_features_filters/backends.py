@@ -1,8 +1,11 @@
-"""Which implementation computes the filters: compiled with numba where it is installed, else numpy."""
+"""Which implementation computes the filters: compiled with numba where it is installed and loads, else numpy."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import warnings
+from functools import lru_cache
 
 from vfm_features import InputError
 
@@ -10,7 +13,7 @@ BACKENDS = ("auto", "numba", "numpy")
 
 
 def check_backend(backend: object) -> str:
-    """One of :data:`BACKENDS`; ``"numba"`` only where numba is installed."""
+    """One of :data:`BACKENDS`; ``"numba"`` only where numba is installed (checked without importing it)."""
     if backend not in BACKENDS:
         raise InputError(f"backend={backend!r} is unknown; choose one of {list(BACKENDS)}.")
     if backend == "numba" and not numba_installed():
@@ -20,11 +23,38 @@ def check_backend(backend: object) -> str:
 
 
 def resolve_backend(backend: str) -> str:
-    """``"auto"`` -> ``"numba"`` where numba is installed, else ``"numpy"``."""
-    if backend == "auto":
-        return "numba" if numba_installed() else "numpy"
-    return backend
+    """``"auto"`` -> ``"numba"`` where numba is installed and the compiled module loads, else ``"numpy"``.
+
+    A numba that cannot load here (one too old for this numpy, no writable cache folder) makes
+    ``"auto"`` fall back to numpy with one warning, and ``"numba"`` fail with the reason.
+    """
+    if backend == "numpy" or (backend == "auto" and not numba_installed()):
+        return "numpy"
+    problem = compiled_problem()
+    if problem is None:
+        return "numba"
+    if backend == "numba":
+        raise InputError(f"backend='numba': the compiled filters do not load here ({problem}); use backend='numpy'.")
+    _warn_once(problem)
+    return "numpy"
 
 
 def numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
+
+
+@lru_cache(maxsize=1)
+def compiled_problem() -> str | None:
+    """Why :mod:`.compiled` does not import (numba and its cache set up at import), or None where it does."""
+    try:
+        importlib.import_module("vfm_features_filters.compiled")
+    except Exception as error:  # noqa: BLE001 - any failure of a third-party import means: use numpy
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _warn_once(problem: str) -> None:
+    warnings.warn(f"numba is installed but the compiled filters do not load ({problem}); the filters use numpy "
+                  "(same features, about 2x slower). Pass backend='numpy' to silence this.", RuntimeWarning,
+                  stacklevel=4)
