@@ -112,3 +112,23 @@ def test_backend_changes_neither_signature_nor_saved_options():
     plain = vfm_features.get_extractor("filters", backend="numpy", n_threads=2)
     assert compiled.signature() == plain.signature()
     assert "backend" not in compiled.saved_options() and "n_threads" not in compiled.saved_options()
+
+
+def test_the_first_compile_on_a_machine_is_announced_once(tmp_path, monkeypatch, caplog):
+    class Kernel:  # numba's cache index of a kernel that has not been compiled here yet
+        class _cache:
+            class _cache_file:
+                _index_path = str(tmp_path / "compiled.scale_band-1.py311.nbi")
+
+    monkeypatch.setattr(stream, "_announced", stream.threading.Event())
+    with caplog.at_level("WARNING", logger="vfm_features_filters.stream"):
+        stream.announce_first_compile(Kernel)
+        stream.announce_first_compile(Kernel)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Compiling the filter bank for this machine (numba, once: about 20 s); later runs load it from {tmp_path}."]
+    caplog.clear()
+    monkeypatch.setattr(stream, "_announced", stream.threading.Event())
+    (tmp_path / "compiled.scale_band-1.py311.nbi").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="vfm_features_filters.stream"):
+        stream.announce_first_compile(Kernel)  # cached: nothing to say
+    assert not caplog.records

@@ -9,7 +9,10 @@ numpy backend (:mod:`.scale`), same features within float32 rounding.
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -18,6 +21,8 @@ import numpy as np
 
 from .features import DOG, DOG_RATIO, FEATURES, OUTER_RATIO
 from .kernels import gaussian_kernel, kernel_radius
+
+log = logging.getLogger(__name__)
 
 # derivative key -> row of the compiled pass's buffer ``d`` (compiled.D00 ...)
 DERIVATIVE_ROWS = {(0, 0): 0, (2, 0): 1, (1, 0): 2, (0, 2): 3, DOG: 4, (0, 1): 5, (1, 1): 6}
@@ -161,6 +166,7 @@ def filter_plane(plane: np.ndarray, plans: Sequence[ScalePlan], out: np.ndarray,
     """Every scale's features of one 2D ``plane`` into ``out`` (F, Y, X) at the plans' slots."""
     from .compiled import scale_band
 
+    announce_first_compile(scale_band)
     image = np.ascontiguousarray(plane, dtype=np.float32)
     scratches: queue.SimpleQueue = queue.SimpleQueue()  # one per running job, reused by the next
     for _ in range(1 if pool is None else n_threads):
@@ -195,3 +201,20 @@ def plans_for(sigmas: tuple[float, ...], features: tuple[str, ...]) -> tuple[Sca
                                   first[name] + (i + 1) * len(FEATURES[name].outputs))
 
     return tuple(ScalePlan(sigma, features, slots(i)) for i, sigma in enumerate(sigmas))
+
+
+_announced = threading.Event()
+
+
+def announce_first_compile(kernel) -> None:
+    """Say once per process when numba has no cached machine code yet, so that the pause is not taken for a hang."""
+    if _announced.is_set():
+        return
+    _announced.set()
+    try:
+        index = kernel._cache._cache_file._index_path  # numba's cache index (internal: absent -> say nothing)
+    except AttributeError:
+        return
+    if not os.path.exists(index):
+        log.warning("Compiling the filter bank for this machine (numba, once: about 20 s); later runs load it "
+                    "from %s.", os.path.dirname(index))
