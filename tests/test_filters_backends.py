@@ -18,6 +18,9 @@ from vfm_features import InputError
 pytest.importorskip("numba")
 from vfm_features_filters import backends, stream  # noqa: E402
 
+if backends.compiled_problem() is not None:
+    pytest.skip(f"the compiled filters do not work here: {backends.compiled_problem()}", allow_module_level=True)
+
 FILTERS = ("gaussian", "log", "gradient_magnitude", "dog", "structure_tensor", "hessian")
 
 
@@ -63,9 +66,39 @@ def test_backends_agree_on_multichannel_integer_and_strided_inputs():
 def test_compiled_bands_give_the_same_bits_for_any_split_and_thread_count(monkeypatch):
     image = (np.random.default_rng(3).random((203, 70)) * 50).astype(np.float32)
     whole = embed(image, backend="numba", n_threads=1)
-    monkeypatch.setattr(stream, "MIN_BAND_ROWS", 5)  # bands of a few rows: context rows on every side
+    monkeypatch.setattr(stream, "MIN_BAND_ROWS", 5)
     for n_threads in (2, 3, 7):
         np.testing.assert_array_equal(embed(image, backend="numba", n_threads=n_threads), whole)
+
+
+def test_bands_narrower_than_their_context_read_only_what_they_wrote(monkeypatch):
+    # bands of 2-3 rows, thinner than the rows of context each needs (up to 22 at sigma 4), on
+    # scratch buffers that start as NaN: any read of a row or column not written would show
+    image = (np.random.default_rng(6).random((40, 33)) * 9).astype(np.float32)
+    whole = embed(image, backend="numba", n_threads=1)
+    monkeypatch.setattr(stream, "MIN_BAND_ROWS", 1)
+    assert max(y1 - y0 for y0, y1 in stream.bands(40, 7)) <= 3
+    made = stream.Scratch.__init__
+
+    def poisoned(self, *args):
+        made(self, *args)
+        for buffer in self.arguments():
+            buffer.fill(np.nan)
+
+    monkeypatch.setattr(stream.Scratch, "__init__", poisoned)
+    np.testing.assert_array_equal(embed(image, backend="numba", n_threads=7), whole)
+
+
+def test_read_only_and_strided_inputs_use_the_one_compiled_version():
+    from vfm_features_filters.compiled import scale_band
+
+    image = np.random.default_rng(7).random((30, 40)).astype(np.float32)
+    frozen = image.copy()
+    frozen.setflags(write=False)
+    expected = embed(image, backend="numba")
+    np.testing.assert_array_equal(embed(frozen, backend="numba"), expected)
+    np.testing.assert_array_equal(embed(np.asfortranarray(image), backend="numba"), expected)
+    assert len(scale_band.signatures) == 1  # no second compilation (about 20 s) for other array types
 
 
 def test_compiled_bands_cover_every_row_once():
@@ -93,6 +126,18 @@ def test_backend_option_is_checked_and_resolved(monkeypatch):
     assert vfm_features.get_extractor("filters").backend == "numpy"  # auto falls back where numba is missing
     with pytest.raises(InputError, match=r"vfm-features\[fast\]"):
         vfm_features.get_extractor("filters", backend="numba")
+
+
+def test_the_load_check_reports_a_numba_that_does_not_import(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    monkeypatch.delitem(sys.modules, "vfm_features_filters.compiled")
+    backends.compiled_problem.cache_clear()
+    try:
+        assert "import of numba halted" in backends.compiled_problem()  # ModuleNotFoundError: an ImportError
+    finally:
+        backends.compiled_problem.cache_clear()
 
 
 def test_a_numba_that_does_not_load_falls_back_to_numpy_or_says_why(monkeypatch):

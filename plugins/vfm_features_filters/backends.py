@@ -45,10 +45,14 @@ def numba_installed() -> bool:
 
 @lru_cache(maxsize=1)
 def compiled_problem() -> str | None:
-    """Why :mod:`.compiled` does not import (numba and its cache set up at import), or None where it does."""
+    """Why the compiled pass does not work here (import, cache folder, compilation), or None where it does.
+
+    The first call imports :mod:`.compiled` and compiles it on a tiny image (or loads it from
+    numba's cache): the cost the first filtered image would pay anyway.
+    """
     try:
-        importlib.import_module("vfm_features_filters.compiled")
-    except Exception as error:  # noqa: BLE001 - any failure of a third-party import means: use numpy
+        importlib.import_module("vfm_features_filters.stream").warm_up()
+    except Exception as error:  # noqa: BLE001 - any failure of numba (import, typing, LLVM) means: use numpy
         return f"{type(error).__name__}: {error}"
     return None
 

@@ -20,10 +20,22 @@ _pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}  # thread count -> (proce
 _pools_lock = threading.Lock()
 
 
+def _forget_pools_in_child() -> None:
+    """A forked child has none of the parent's threads (and maybe a held lock): start afresh."""
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
 def shared_pool(n_threads: int) -> ThreadPoolExecutor:
     """This process's pool of ``n_threads`` filter threads, started once (not per image: 0.5 ms saved per call).
 
-    Calls from several threads share it (their jobs queue up); a forked child starts its own.
+    Calls from several threads share it (their jobs queue up); a forked child starts its own. Idle
+    threads sleep; one pool per thread count asked for (in practice one or two) lives until exit.
     """
     with _pools_lock:
         pid, pool = _pools.get(n_threads, (None, None))

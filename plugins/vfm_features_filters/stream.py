@@ -166,10 +166,12 @@ def filter_plane(plane: np.ndarray, plans: Sequence[ScalePlan], out: np.ndarray,
     """Every scale's features of one 2D ``plane`` into ``out`` (F, Y, X) at the plans' slots."""
     from .compiled import scale_band
 
-    announce_first_compile(scale_band)
-    image = np.ascontiguousarray(plane, dtype=np.float32)
+    # C-contiguous, float32 and writeable: numba compiles (and caches) one version per array
+    # type, and a read-only array (a memory map, a frozen array) would be another type
+    image = np.require(plane, np.float32, ["C", "W"])
+    jobs = bands(image.shape[0], n_threads if pool is not None else 1)
     scratches: queue.SimpleQueue = queue.SimpleQueue()  # one per running job, reused by the next
-    for _ in range(1 if pool is None else n_threads):
+    for _ in range(min(len(jobs), 1 if pool is None else n_threads)):
         scratches.put(Scratch(image.shape[1], plans))
 
     def job(y0: int, y1: int) -> None:
@@ -180,7 +182,6 @@ def filter_plane(plane: np.ndarray, plans: Sequence[ScalePlan], out: np.ndarray,
         finally:
             scratches.put(scratch)
 
-    jobs = bands(image.shape[0], n_threads if pool is not None else 1)
     if pool is None or len(jobs) < 2:
         for y0, y1 in jobs:
             job(y0, y1)
@@ -218,3 +219,18 @@ def announce_first_compile(kernel) -> None:
     if not os.path.exists(index):
         log.warning("Compiling the filter bank for this machine (numba, once: about 20 s); later runs load it "
                     "from %s.", os.path.dirname(index))
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the pass for the array types every call uses, on a tiny image.
+
+    Called once by :func:`~.backends.compiled_problem`, so that a numba that imports but cannot
+    compile here is found before any image is filtered, and the backend falls back to numpy.
+    """
+    from .compiled import scale_band
+
+    announce_first_compile(scale_band)
+    features = tuple(FEATURES)
+    plans = plans_for((1.0,), features)
+    out = np.empty((sum(len(FEATURES[f].outputs) for f in features), 4, 5), dtype=np.float32)
+    filter_plane(np.zeros((4, 5), dtype=np.float32), plans, out, None, 1)
