@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor  # noqa: F401  (type of _pool's value)
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -133,14 +132,11 @@ class FilterExtractor(FeatureExtractor):
         Y, X, C = plane.shape
         out = np.empty((self.n_features_for(C), Y, X), dtype=np.float32)
         n_threads = self.options["n_threads"] or n_threads_for(-1)  # the library's thread budget
-        backend = self.backend
-        with native_threads(1), _pool(n_threads) as pool:
+        pool = _pool(n_threads)
+        filter_channel = self._filter_compiled if self.backend == "numba" else self._numpy_filter((Y, X))
+        with native_threads(1):
             for c in range(C):
-                channel = np.asarray(plane[..., c], dtype=np.float32)
-                if backend == "numba":
-                    self._filter_compiled(channel, c, C, out, pool, n_threads)
-                else:
-                    self._filter_numpy(channel, c, C, out, pool, n_threads)
+                filter_channel(np.asarray(plane[..., c], dtype=np.float32), c, C, out, pool, n_threads)
         return Embedding(out, EmbeddingGeometry(image_shape=(Y, X)), extractor=self.name,
                          meta={"feature_names": self.feature_names(C)})
 
@@ -151,15 +147,20 @@ class FilterExtractor(FeatureExtractor):
         filter_plane(channel, plans_for(self.sigmas, self.features), out[c * per_channel:(c + 1) * per_channel],
                      pool, n_threads)
 
-    def _filter_numpy(self, channel, c, n_channels, out, pool, n_threads) -> None:
+    def _numpy_filter(self, shape: tuple[int, int]):
+        """The numpy backend's per-channel filter, with one workspace (planes) for all channels of one image."""
         from .parallel import run_phases
         from .scale import ScaleFilters, Workspace
 
-        workspace = Workspace(channel.shape, self.sigmas, self.features)
-        workspace.load(channel)
-        for i, sigma in enumerate(self.sigmas):
-            outputs = {name: [out[k] for k in self._slots(c, name, i, n_channels)] for name in self.features}
-            run_phases(ScaleFilters(workspace, sigma, self.features, outputs).phases(), pool, n_threads)
+        workspace = Workspace(shape, self.sigmas, self.features)
+
+        def filter_channel(channel, c, n_channels, out, pool, n_threads) -> None:
+            workspace.load(channel)
+            for i, sigma in enumerate(self.sigmas):
+                outputs = {name: [out[k] for k in self._slots(c, name, i, n_channels)] for name in self.features}
+                run_phases(ScaleFilters(workspace, sigma, self.features, outputs).phases(), pool, n_threads)
+
+        return filter_channel
 
     def embed_volume(self, planes: Sequence[np.ndarray]) -> list[Embedding]:
         """With ``ndim=3``: the 3D features of the volume of (Y, X, C) slices ``planes``, one embedding per slice.
@@ -193,12 +194,11 @@ class FilterExtractor(FeatureExtractor):
         raise KeyError(feature)
 
 
-@contextmanager
-def _pool(n_threads: int) -> Iterator[ThreadPoolExecutor | None]:
+def _pool(n_threads: int) -> ThreadPoolExecutor | None:
     """The process's pool of ``n_threads`` > 1 threads, else None (everything runs on the calling thread)."""
     from .parallel import shared_pool
 
-    yield shared_pool(n_threads) if n_threads > 1 else None
+    return shared_pool(n_threads) if n_threads > 1 else None
 
 
 def _volume_options(ndim: Any, spacing: Any, tile_shape: Any) -> dict[str, Any]:

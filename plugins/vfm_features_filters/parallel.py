@@ -16,7 +16,7 @@ from typing import Sequence
 from .scale import Phase
 
 JOBS_PER_THREAD = 4
-_pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}  # thread count -> (process id, pool)
+_pools: dict[int, ThreadPoolExecutor] = {}  # thread count -> pool
 _pools_lock = threading.Lock()
 
 
@@ -38,11 +38,9 @@ def shared_pool(n_threads: int) -> ThreadPoolExecutor:
     threads sleep; one pool per thread count asked for (in practice one or two) lives until exit.
     """
     with _pools_lock:
-        pid, pool = _pools.get(n_threads, (None, None))
-        if pool is None or pid != os.getpid():
-            pool = ThreadPoolExecutor(n_threads, thread_name_prefix="vfm-filters")
-            _pools[n_threads] = (os.getpid(), pool)
-        return pool
+        if n_threads not in _pools:
+            _pools[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="vfm-filters")
+        return _pools[n_threads]
 
 
 def run_phases(phases: Sequence[Phase], pool: ThreadPoolExecutor | None, n_threads: int) -> None:
